@@ -1,0 +1,98 @@
+"""Extraction: run a capture over the missing shards of an entry, batch by batch.
+
+Batches are planned per shard: each shard starts a new batch and no batch crosses a shard edge.
+So which rows share a batch depends only on (shard_rows, batch_size), never on which shards were
+already done; a resumed run puts every row in the same batch as an uninterrupted one, and since a
+row's activation can depend (in the last bits) on its batch, the results are bitwise identical.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+__all__ = ["DEFAULT_SHARD_BYTES", "default_num_workers", "default_shard_rows", "plan_batches", "run_shards"]
+
+#: target size of one shard file
+DEFAULT_SHARD_BYTES = 64 * 1024 * 1024
+
+
+def default_num_workers() -> int:
+    return min(2, os.cpu_count() or 1)
+
+
+def default_shard_rows(dim: int, itemsize: int, batch_size: int, target_bytes: int = DEFAULT_SHARD_BYTES) -> int:
+    """Rows per shard: about ``target_bytes`` of data, rounded down to a multiple of ``batch_size``."""
+    rows = target_bytes // (dim * itemsize)
+    return max(batch_size, rows // batch_size * batch_size)
+
+
+def plan_batches(shards: list[tuple[int, int, int]], batch_size: int) -> list[tuple[int, int, int]]:
+    """(shard index, start row, stop row) of every batch, given (index, start, stop) of shards."""
+    return [
+        (index, begin, min(begin + batch_size, stop))
+        for index, start, stop in shards
+        for begin in range(start, stop, batch_size)
+    ]
+
+
+class _PlannedBatches(torch.utils.data.Sampler):
+    """The planned batches as lists of dataset indices, made lazily (a plan can have millions of rows)."""
+
+    def __init__(self, plan: list[tuple[int, int, int]], rows: np.ndarray | None) -> None:
+        self.plan, self.rows = plan, rows
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for _, begin, stop in self.plan:
+            yield list(range(begin, stop)) if self.rows is None else self.rows[begin:stop].tolist()
+
+
+def run_shards(
+    capture,
+    backbone,
+    dataset,
+    rows: np.ndarray | None,
+    shards: list[tuple[int, int, int]],
+    batch_size: int,
+    dim: int,
+    dtype: torch.dtype,
+    num_workers: int,
+    on_batch: Callable[[int], None] = lambda n: None,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield (shard index, (stop - start, dim) tensor) for each of ``shards``, in order.
+
+    ``rows`` maps entry rows to dataset indices (None: the identity). Preprocessing runs in
+    ``num_workers`` DataLoader worker processes (0: in this process); encoding runs here.
+    """
+    plan = plan_batches(shards, batch_size)
+    if not plan:
+        return
+    loader = DataLoader(
+        dataset,
+        batch_sampler=_PlannedBatches(plan, rows),
+        collate_fn=capture.collate(backbone),
+        num_workers=num_workers,
+    )
+    bounds = {index: (start, stop) for index, start, stop in shards}
+    buffer, current = None, None
+    for (index, begin, stop), inputs in zip(plan, loader, strict=True):
+        if index != current:
+            start, end = bounds[index]
+            buffer, current = torch.empty(end - start, dim, dtype=dtype), index
+        activations = capture.encode(backbone, inputs)
+        if tuple(activations.shape) != (stop - begin, dim):
+            raise RuntimeError(
+                f"capture {capture.name!r} returned shape {tuple(activations.shape)} for a batch "
+                f"of {stop - begin} rows; expected ({stop - begin}, {dim})"
+            )
+        buffer[begin - start : stop - start] = activations.to(dtype)
+        on_batch(stop - begin)
+        if stop == end:
+            yield index, buffer

@@ -1,0 +1,363 @@
+"""ActivationStore: every activation computed once, kept on disk under a hash of what made it.
+
+Layout: ``root/<key>/manifest.json`` + ``shard-00000.safetensors``, ... (see DESIGN.md,
+"ActivationStore"). Writes are atomic and a manifest is rewritten after each finished shard, so a
+killed run loses at most the shard in progress; shards are checked against the manifest on every
+read, and a bad one is reported and recomputed rather than served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import warnings
+from pathlib import Path
+
+import torch
+from safetensors.torch import save as safetensors_bytes
+from tqdm.auto import tqdm
+
+import conceptlab
+from conceptlab.store.captures import Capture, get_capture
+from conceptlab.store.extract import default_num_workers, default_shard_rows, run_shards
+from conceptlab.store.files import TEMP_PREFIX, atomic_write_bytes, entry_lock, human_bytes
+from conceptlab.store.keys import dataset_identity, resolve_slice, slice_fields, store_key, torch_dtype
+from conceptlab.store.manifest import MANIFEST_NAME, TENSOR_NAME, Manifest, ManifestError, ShardRecord, shard_name
+from conceptlab.store.reader import StoreCorruptionError, StoredActivations, read_shard, shard_problem
+from conceptlab.utils import conceptlab_home
+
+__all__ = ["ActivationStore", "InsufficientDiskSpaceError", "StoreIntegrityWarning", "default_root"]
+
+# safetensors header (8-byte length + JSON with our metadata, padded to 8) per shard, and the
+# manifest's size; measured, rounded up. Only estimates and the free-space check use them.
+_SHARD_HEADER_BYTES = 256
+_MANIFEST_BYTES = 1024
+_MANIFEST_BYTES_PER_SHARD = 256
+_KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
+
+
+class InsufficientDiskSpaceError(OSError):
+    """The disk under the store has less free space than an extraction needs."""
+
+
+class StoreIntegrityWarning(UserWarning):
+    """A stored shard or manifest was bad (missing, truncated, corrupted) and is being recomputed."""
+
+
+def default_root() -> Path:
+    """``$CONCEPTLAB_HOME/store``; CONCEPTLAB_HOME defaults to ``~/.cache/conceptlab``."""
+    return conceptlab_home() / "store"
+
+
+def _fingerprint(backbone) -> str:
+    try:
+        value = getattr(backbone, "fingerprint", None)
+    except Exception as error:  # a property that fails is as unusable as a missing one
+        raise ValueError(f"could not compute the weight fingerprint of {backbone!r}: {error}") from error
+    if not isinstance(value, str) or not value:
+        raise ValueError(
+            f"{type(backbone).__name__} has no weight fingerprint (a `fingerprint` string hashing its "
+            "weights); the store keys activations on it so that new weights never read old activations"
+        )
+    return value
+
+
+class _Request:
+    """One resolved request: the key, its readable fields, and what extraction needs."""
+
+    def __init__(self, backbone, dataset, capture: str, indices, dtype: str) -> None:
+        self.capture: Capture = get_capture(capture)
+        self.torch_dtype = torch_dtype(dtype)
+        fingerprint = _fingerprint(backbone)
+        self.capture.check(backbone)
+        self.dataset, self.rows = resolve_slice(dataset, indices)
+        self.identity = dataset_identity(self.dataset)
+        self.n_rows = len(self.dataset) if self.rows is None else int(self.rows.size)
+        self.dim = self.capture.dim(backbone)
+        self.backbone_spec = str(getattr(backbone, "spec", type(backbone).__name__))
+        self.fields = {
+            "backbone_fingerprint": fingerprint,
+            "capture": capture,
+            "preprocess": self.capture.preprocess_id(backbone),
+            "dataset": self.identity,
+            "slice": slice_fields(self.rows, len(self.dataset)),
+            "dtype": dtype,
+            "conceptlab_version": conceptlab.__version__,
+        }
+        self.key = store_key(self.fields)
+
+    @property
+    def itemsize(self) -> int:
+        return torch.empty((), dtype=self.torch_dtype).element_size()
+
+    def new_manifest(self, batch_size: int, shard_rows: int | None) -> Manifest:
+        shard_rows = shard_rows or default_shard_rows(self.dim, self.itemsize, batch_size)
+        return Manifest(
+            key=self.key, fields=self.fields, backbone_spec=self.backbone_spec, rows=self.n_rows,
+            dim=self.dim, dtype=self.fields["dtype"], shard_rows=shard_rows, batch_size=batch_size,
+        )
+
+
+def _shard_disk_bytes(rows: int, dim: int, itemsize: int) -> int:
+    return rows * dim * itemsize + _SHARD_HEADER_BYTES
+
+
+def _check_sizes(batch_size: int, shard_rows: int | None) -> None:
+    if int(batch_size) <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if shard_rows is not None and int(shard_rows) <= 0:
+        raise ValueError(f"shard_rows must be positive, got {shard_rows}")
+
+
+class ActivationStore:
+    """A content-addressed cache of activations on disk.
+
+    ``get_or_compute(backbone, dataset)`` returns the (N, dim) activations in dataset order,
+    computing only what the store does not already hold. ``key``/``estimate`` answer questions
+    before any work; ``entries``/``contains``/``open``/``delete``/``total_bytes`` manage what is kept.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_root()
+
+    def __repr__(self) -> str:
+        return f"ActivationStore({str(self.root)!r})"
+
+    # -- keys and estimates -------------------------------------------------------------------
+    def key(self, backbone, dataset, capture: str = "image", indices=None, dtype: str = "float32") -> str:
+        """The hex key the activations of this request are stored under."""
+        return _Request(backbone, dataset, capture, indices, dtype).key
+
+    def path(self, key: str) -> Path:
+        """The folder of entry ``key`` (whether or not it exists)."""
+        if not isinstance(key, str) or not _KEY_PATTERN.fullmatch(key):
+            raise ValueError(f"{key!r} is not a store key (64 lowercase hex digits)")
+        return self.root / key
+
+    def estimate(
+        self, backbone, dataset, capture: str = "image", indices=None, batch_size: int = 64,
+        num_workers: int | None = None, shard_rows: int | None = None, dtype: str = "float32",
+    ) -> dict:
+        """Disk and memory a ``get_or_compute`` with these arguments needs, before running it.
+
+        ``peak_memory_bytes`` adds the batch of preprocessed inputs, the batches DataLoader workers
+        prefetch, the model's parameters and buffers, the result tensor and two shard-sized
+        buffers (the shard being filled and its serialised bytes). The model's forward-pass
+        intermediates are not included: they depend on the architecture.
+        """
+        _check_sizes(batch_size, shard_rows)
+        request = _Request(backbone, dataset, capture, indices, dtype)
+        manifest = request.new_manifest(batch_size, shard_rows)
+        workers = default_num_workers() if num_workers is None else num_workers
+        first = 0 if request.rows is None else int(request.rows[0])
+        batch = min(batch_size, request.n_rows) * request.capture.input_bytes_per_row(backbone, request.dataset, first)
+        model = getattr(backbone, "model", None)
+        tensors = [*model.parameters(), *model.buffers()] if isinstance(model, torch.nn.Module) else []
+        row_bytes = request.dim * request.itemsize
+        memory = {
+            "batch_inputs": batch,
+            "prefetched_batches": 2 * workers * batch,
+            "model_params": sum(t.numel() * t.element_size() for t in tensors),
+            "result": request.n_rows * row_bytes,
+            "shard_buffers": 2 * min(manifest.shard_rows, request.n_rows) * row_bytes,
+        }
+        disk = sum(_shard_disk_bytes(stop - start, request.dim, request.itemsize)
+                   for start, stop in map(manifest.shard_range, range(manifest.n_shards)))
+        peak = sum(memory.values())
+        return {
+            "key": request.key, "rows": request.n_rows, "dim": request.dim, "dtype": dtype,
+            "batch_size": batch_size, "num_workers": workers, "shard_rows": manifest.shard_rows,
+            "shards": manifest.n_shards, "disk_bytes": disk, "peak_memory_bytes": peak,
+            "memory": memory, "disk": human_bytes(disk), "peak_memory": human_bytes(peak),
+            "cached": self.contains(request.key),
+        }
+
+    # -- the main call ------------------------------------------------------------------------
+    def get_or_compute(
+        self, backbone, dataset, capture: str = "image", indices=None, batch_size: int = 64,
+        num_workers: int | None = None, progress: bool = True, shard_rows: int | None = None,
+        dtype: str = "float32",
+    ) -> torch.Tensor:
+        """(N, dim) activations of ``dataset`` (or its ``indices`` rows), in dataset order.
+
+        Verified shards are read from the store; missing or damaged ones are computed and written.
+        An entry that already has finished shards keeps its own ``batch_size`` and ``shard_rows``
+        so that resumed and repaired rows are batched exactly as in an uninterrupted run.
+        """
+        _check_sizes(batch_size, shard_rows)
+        request = _Request(backbone, dataset, capture, indices, dtype)
+        directory = self.root / request.key
+        directory.mkdir(parents=True, exist_ok=True)
+        with entry_lock(directory):
+            manifest = self._load_manifest(directory, request, batch_size, shard_rows)
+            result = torch.empty(request.n_rows, request.dim, dtype=request.torch_dtype)
+            self._read_verified(directory, manifest, result)
+            missing = manifest.missing()
+            if missing:
+                self._check_disk_space(directory, manifest, missing, request.itemsize)
+                self._remove_temp_files(directory)
+                manifest.save(directory)
+                workers = default_num_workers() if num_workers is None else int(num_workers)
+                self._compute(directory, manifest, request, backbone, missing, result, workers, progress)
+        return result
+
+    def _load_manifest(self, directory: Path, request: _Request, batch_size: int, shard_rows: int | None) -> Manifest:
+        path = directory / MANIFEST_NAME
+        if not path.exists():
+            return request.new_manifest(batch_size, shard_rows)
+        try:
+            manifest = Manifest.load(path)
+            stored = (manifest.key, manifest.rows, manifest.dim, manifest.dtype)
+            if stored != (request.key, request.n_rows, request.dim, request.fields["dtype"]):
+                raise ManifestError(f"{path} describes {stored}, not this entry")
+        except ManifestError as error:
+            warnings.warn(f"activation store: {error}; recomputing the whole entry", StoreIntegrityWarning, stacklevel=3)
+            return request.new_manifest(batch_size, shard_rows)
+        if not manifest.shards:  # nothing computed yet: the caller's layout costs nothing to adopt
+            fresh = request.new_manifest(batch_size, shard_rows)
+            fresh.created = manifest.created
+            return fresh
+        return manifest
+
+    def _read_verified(self, directory: Path, manifest: Manifest, result: torch.Tensor) -> None:
+        """Copy every trustworthy shard into ``result``; drop the others from the manifest."""
+        dropped = False
+        for index in sorted(manifest.shards):
+            record = manifest.shards[index]
+            problem = shard_problem(directory, record)
+            if problem is None:
+                try:
+                    result[record.start : record.stop] = read_shard(directory, record, manifest.dim, result.dtype)
+                    continue
+                except StoreCorruptionError as error:
+                    problem = str(error)
+            warnings.warn(
+                f"activation store: {problem}; recomputing rows {record.start}-{record.stop - 1}",
+                StoreIntegrityWarning, stacklevel=3,
+            )
+            del manifest.shards[index]
+            dropped = True
+        if dropped:
+            manifest.save(directory)
+
+    def _check_disk_space(self, directory: Path, manifest: Manifest, missing: list[int], itemsize: int) -> None:
+        needed = _MANIFEST_BYTES + _MANIFEST_BYTES_PER_SHARD * manifest.n_shards + sum(
+            _shard_disk_bytes(stop - start, manifest.dim, itemsize) for start, stop in map(manifest.shard_range, missing)
+        )
+        free = shutil.disk_usage(directory).free
+        if free < needed:
+            raise InsufficientDiskSpaceError(
+                f"not enough disk space for the activation store at {self.root}: this extraction needs "
+                f"{human_bytes(needed)} ({needed} bytes) but only {human_bytes(free)} is free. Delete "
+                "entries (ActivationStore.entries / delete), free space, or set CONCEPTLAB_HOME (or "
+                "root=) to a larger disk."
+            )
+
+    @staticmethod
+    def _remove_temp_files(directory: Path) -> None:
+        # Called under the entry lock: any temp file here belongs to a writer that died.
+        for leftover in directory.glob(f"{TEMP_PREFIX}*"):
+            leftover.unlink(missing_ok=True)
+
+    def _compute(self, directory, manifest, request, backbone, missing, result, num_workers, progress) -> None:
+        shards = [(index, *manifest.shard_range(index)) for index in missing]
+        todo = sum(stop - start for _, start, stop in shards)
+        bar = tqdm(
+            total=manifest.rows, initial=manifest.rows - todo, unit="row", disable=not progress,
+            desc=f"{request.capture.name} activations of {request.identity} by {request.backbone_spec}",
+        )
+        with bar:
+            for index, tensor in run_shards(
+                request.capture, backbone, request.dataset, request.rows, shards, manifest.batch_size,
+                manifest.dim, request.torch_dtype, num_workers, on_batch=bar.update,
+            ):
+                self._write_shard(directory, manifest, index, tensor)
+                start, stop = manifest.shard_range(index)
+                result[start:stop] = tensor
+
+    @staticmethod
+    def _write_shard(directory: Path, manifest: Manifest, index: int, tensor: torch.Tensor) -> None:
+        start, stop = manifest.shard_range(index)
+        metadata = {"key": manifest.key, "start": str(start), "stop": str(stop)}
+        data = safetensors_bytes({TENSOR_NAME: tensor.contiguous()}, metadata=metadata)
+        atomic_write_bytes(directory / shard_name(index), data)
+        manifest.shards[index] = ShardRecord(
+            index=index, file=shard_name(index), start=start, stop=stop, bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+        manifest.save(directory)  # after the shard is durable, so the manifest never lists a partial one
+
+    # -- management ---------------------------------------------------------------------------
+    def contains(self, key: str) -> bool:
+        """True when entry ``key`` is complete: its manifest lists every shard and each has its
+        recorded size (a cheap check; reads still verify sha256)."""
+        directory = self.path(key)
+        try:
+            manifest = Manifest.load(directory / MANIFEST_NAME)
+        except (FileNotFoundError, ManifestError):
+            return False
+        return manifest.complete and all(
+            (directory / r.file).is_file() and (directory / r.file).stat().st_size == r.bytes
+            for r in manifest.shards.values()
+        )
+
+    def open(self, key: str) -> StoredActivations:
+        """A complete entry for shard-by-shard reading; no backbone needed, nothing computed."""
+        directory = self.path(key)
+        if not (directory / MANIFEST_NAME).is_file():
+            raise KeyError(f"the store at {self.root} has no entry {key}")
+        manifest = Manifest.load(directory / MANIFEST_NAME)
+        if not manifest.complete:
+            raise ValueError(
+                f"entry {key} is incomplete ({len(manifest.shards)}/{manifest.n_shards} shards); "
+                "finish it with get_or_compute"
+            )
+        return StoredActivations(directory, manifest)
+
+    def entries(self) -> list[dict]:
+        """One dict per entry, read from manifests only (no hashing), oldest first."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for directory in self.root.iterdir():
+            if not (directory.is_dir() and _KEY_PATTERN.fullmatch(directory.name)):
+                continue
+            if not any(p.name != ".lock" for p in directory.iterdir()):
+                continue  # a request that stopped before writing anything (e.g. no disk space)
+            entry = {"key": directory.name, "bytes": _tree_bytes(directory), "complete": False}
+            try:
+                manifest = Manifest.load(directory / MANIFEST_NAME)
+            except (FileNotFoundError, ManifestError) as error:
+                entry["error"] = str(error)
+                found.append(entry)
+                continue
+            entry.update(
+                backbone=manifest.backbone_spec, backbone_fingerprint=manifest.fields.get("backbone_fingerprint"),
+                dataset=manifest.fields.get("dataset"), capture=manifest.fields.get("capture"),
+                rows=manifest.rows, dim=manifest.dim, dtype=manifest.dtype, created=manifest.created,
+                complete=manifest.complete, shards_done=len(manifest.shards), shards_total=manifest.n_shards,
+            )
+            found.append(entry)
+        return sorted(found, key=lambda e: (e.get("created") or "", e["key"]))
+
+    def delete(self, key: str) -> None:
+        """Remove entry ``key`` and its files; KeyError when there is none."""
+        directory = self.path(key)
+        if not directory.is_dir():
+            raise KeyError(f"the store at {self.root} has no entry {key}")
+        with entry_lock(directory):  # wait for a writer of this entry to finish
+            shutil.rmtree(directory)
+
+    def total_bytes(self) -> int:
+        """Bytes of every file under the store's root."""
+        return _tree_bytes(self.root) if self.root.is_dir() else 0
+
+
+def _tree_bytes(directory: Path) -> int:
+    return sum(
+        os.path.getsize(os.path.join(folder, name))
+        for folder, _, names in os.walk(directory)
+        for name in names
+    )
