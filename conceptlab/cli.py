@@ -65,7 +65,7 @@ def _serve_app(port: int) -> int:
     command = [
         sys.executable, "-m", "streamlit", "run", str(APP_ENTRY),
         "--server.address", "127.0.0.1", "--server.port", str(port),
-        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
     ]
     try:
         return subprocess.call(command, env={**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")})

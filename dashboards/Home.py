@@ -1,0 +1,73 @@
+"""conceptlab: choose a backbone and a ShapesWorld slice, and see what the activation store holds."""
+
+import sys
+from pathlib import Path
+
+DASHBOARDS = str(Path(__file__).resolve().parent)  # for `import lib`
+if DASHBOARDS not in sys.path:
+    sys.path.insert(0, DASHBOARDS)
+
+import streamlit as st  # noqa: E402
+
+import lib  # noqa: E402
+from conceptlab import zoo  # noqa: E402
+
+selection = lib.page_setup("conceptlab")
+st.markdown(
+    "A workbench for finding, naming, testing and editing the concepts inside models. "
+    "Choose a **backbone** and a **dataset** in the sidebar; every page works on that selection."
+)
+
+backbone_col, dataset_col = st.columns(2)
+with backbone_col:
+    st.subheader("Backbone")
+    try:
+        backbone = lib.try_load_backbone(selection.backbone)
+    except lib.BackboneUnavailable as error:
+        backbone = None
+        st.error(str(error), icon=":material/error:")
+    else:
+        st.markdown(f"`{backbone.spec}`")
+        st.caption(f"{backbone.dim}-d embeddings · {backbone.device} · weights {backbone.fingerprint[:12]}")
+    for name, folder in zoo.available().items():
+        state = f"built, at `{folder}`" if folder else f"not built (`conceptlab zoo build {name}`)"
+        st.caption(f"zoo:{name} — {state}")
+
+with dataset_col:
+    st.subheader("Dataset")
+    dataset = lib.load_dataset(selection)
+    st.markdown(selection.dataset_label)
+    st.caption(f"{len(dataset.class_names)} classes · {len(dataset.concept_names)} ground-truth concepts · `{dataset.identity}`")
+
+store = lib.get_store()
+current_key = None
+st.subheader("Embeddings of this selection")
+if backbone is None:
+    st.info("Load a backbone to see whether its embeddings of this dataset are stored.")
+else:
+    current_key = store.key(backbone, dataset)
+    if store.contains(current_key):
+        st.success(f"Stored under key `{current_key[:12]}`; every page reads them from there.", icon=":material/check_circle:")
+    else:
+        estimate = store.estimate(backbone, dataset, num_workers=0)
+        st.info(
+            f"Not computed yet: {estimate['rows']} × {estimate['dim']} floats, {estimate['disk']} on disk, "
+            f"about {estimate['peak_memory']} of memory. The Embeddings page computes them on first visit."
+        )
+        if st.button("Compute them now"):
+            lib.load_embeddings(backbone, dataset)
+            st.rerun()
+
+st.subheader("Activation store")
+entries = store.entries()
+st.caption(f"`{store.root}` · {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} · {lib.human_bytes(store.total_bytes())}")
+if entries:
+    lib.store_table(entries, current_key)
+else:
+    st.info("The store is empty. Open the Embeddings page (or press the button above) to fill it.")
+if st.button("Reload models and data", help="Clear the app's caches, e.g. after rebuilding a zoo model"):
+    lib.clear_caches()
+    st.rerun()
+
+st.subheader("Pages")
+lib.page_links()
