@@ -402,3 +402,19 @@ def test_clear_errors(tmp_path, backbone, world, monkeypatch):
     with pytest.raises(InsufficientDiskSpaceError, match=r"needs .*KiB.* but only 100 B is free"):
         store.get_or_compute(backbone, world, **LAYOUT)
     assert not list(tmp_path.rglob("shard-*")) and store.entries() == []
+
+
+def test_on_progress_reports_every_computed_row(tmp_path, tiny_backbone):
+    from conceptlab.data import ShapesWorld
+    from conceptlab.store import ActivationStore
+
+    dataset = ShapesWorld("test", size=20, seed=5)
+    calls = []
+    store = ActivationStore(tmp_path / "store")
+    store.get_or_compute(tiny_backbone, dataset, batch_size=8, num_workers=0, progress=False,
+                         on_progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(8, 20), (16, 20), (20, 20)]
+    calls.clear()
+    store.get_or_compute(tiny_backbone, dataset, batch_size=8, num_workers=0, progress=False,
+                         on_progress=lambda done, total: calls.append((done, total)))
+    assert calls == []  # everything came from disk

@@ -178,9 +178,12 @@ class ActivationStore:
     def get_or_compute(
         self, backbone, dataset, capture: str = "image", indices=None, batch_size: int = 64,
         num_workers: int | None = None, progress: bool = True, shard_rows: int | None = None,
-        dtype: str = "float32",
+        dtype: str = "float32", on_progress: Callable[[int, int], None] | None = None,
     ) -> torch.Tensor:
         """(N, dim) activations of ``dataset`` (or its ``indices`` rows), in dataset order.
+
+        ``on_progress(done_rows, total_rows)`` is called after every computed batch, for progress
+        bars other than the terminal's (an app's, say); it is not called for rows read from disk.
 
         Verified shards are read from the store; missing or damaged ones are computed and written.
         An entry that already has finished shards keeps its own ``batch_size`` and ``shard_rows``
@@ -200,7 +203,7 @@ class ActivationStore:
                 self._remove_temp_files(directory)
                 manifest.save(directory)
                 workers = default_num_workers() if num_workers is None else int(num_workers)
-                self._compute(directory, manifest, request, backbone, missing, result, workers, progress)
+                self._compute(directory, manifest, request, backbone, missing, result, workers, progress, on_progress)
         return result
 
     def _load_manifest(self, directory: Path, request: _Request, batch_size: int, shard_rows: int | None) -> Manifest:
@@ -261,17 +264,23 @@ class ActivationStore:
         for leftover in directory.glob(f"{TEMP_PREFIX}*"):
             leftover.unlink(missing_ok=True)
 
-    def _compute(self, directory, manifest, request, backbone, missing, result, num_workers, progress) -> None:
+    def _compute(self, directory, manifest, request, backbone, missing, result, num_workers, progress, on_progress) -> None:
         shards = [(index, *manifest.shard_range(index)) for index in missing]
         todo = sum(stop - start for _, start, stop in shards)
         bar = tqdm(
             total=manifest.rows, initial=manifest.rows - todo, unit="row", disable=not progress,
             desc=f"{request.capture.name} activations of {request.identity} by {request.backbone_spec}",
         )
+
+        def on_batch(rows: int) -> None:
+            bar.update(rows)
+            if on_progress is not None:
+                on_progress(bar.n, manifest.rows)
+
         with bar:
             for index, tensor in run_shards(
                 request.capture, backbone, request.dataset, request.rows, shards, manifest.batch_size,
-                manifest.dim, request.torch_dtype, num_workers, on_batch=bar.update,
+                manifest.dim, request.torch_dtype, num_workers, on_batch=on_batch,
             ):
                 self._write_shard(directory, manifest, index, tensor)
                 start, stop = manifest.shard_range(index)
