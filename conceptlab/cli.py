@@ -1,4 +1,4 @@
-"""The ``conceptlab`` command: demo, zoo build, embed, info."""
+"""The ``conceptlab`` command: demo, zoo build, embed, info, probe."""
 
 from __future__ import annotations
 
@@ -9,18 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conceptlab.utils import human_bytes
+
 __all__ = ["main", "build_parser"]
 
 DEFAULT_BACKBONE = "zoo:shapes-clip"
 APP_ENTRY = Path(__file__).resolve().parent.parent / "dashboards" / "Home.py"
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TB"
 
 
 def _ensure_zoo(name: str = "shapes-clip") -> None:
@@ -51,7 +45,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("zero-shot accuracy on ShapesWorld test (500 images):")
         for family, acc in scores.items():
             print(f"  {family:<11s} {acc:6.1%}")
-        print(f"store: {store.root} ({_human(store.total_bytes())})")
+        print(f"store: {store.root} ({human_bytes(store.total_bytes())})")
         return 0
     return _serve_app(args.port)
 
@@ -115,10 +109,30 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"  zoo:{name:<14s} {'built at ' + str(folder) if folder else 'not built (conceptlab zoo build ' + name + ')'}")
     store = ActivationStore(root=args.store)
     entries = store.entries()
-    print(f"store: {store.root} ({len(entries)} entries, {_human(store.total_bytes())})")
+    print(f"store: {store.root} ({len(entries)} entries, {human_bytes(store.total_bytes())})")
     for e in entries:
         state = "" if e.get("complete") else "  [incomplete]"
-        print(f"  {e['key'][:12]}  {e['rows']:>7} x {e['dim']:<5} {_human(e['bytes']):>9}  {e['backbone']}  {e['dataset']}{state}")
+        print(f"  {e['key'][:12]}  {e['rows']:>7} x {e['dim']:<5} {human_bytes(e['bytes']):>9}  {e['backbone']}  {e['dataset']}{state}")
+    return 0
+
+
+def cmd_probe_run(args: argparse.Namespace) -> int:
+    from conceptlab.probes import load_probe, run_probe
+    from conceptlab.store import ActivationStore
+
+    config = load_probe(args.path)
+    result = run_probe(config, out_dir=args.out, store=ActivationStore(root=args.store), progress=not args.quiet)
+    print(result.accuracy_table().round(4).to_string())
+    print(f"report: {result.out_dir / 'report.html'}")
+    return 0
+
+
+def cmd_probe_validate(args: argparse.Namespace) -> int:
+    from conceptlab.probes import load_probe
+
+    for path in args.paths:
+        config = load_probe(path)
+        print(f"{path}: ok ({config.method['name']} on {config.backbone['spec']}, concepts {config.concepts['source']}, splits {', '.join(config.needed_splits)})")
     return 0
 
 
@@ -149,6 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--store", default=None, help="store folder (default $CONCEPTLAB_HOME/store)")
     embed.add_argument("--dry-run", action="store_true", help="only print the disk and memory estimate")
     embed.set_defaults(func=cmd_embed)
+
+    probe = sub.add_parser("probe", help="declarative CBM runs from a TOML file (probes/*.toml)")
+    probe_sub = probe.add_subparsers(dest="probe_command", required=True)
+    probe_run = probe_sub.add_parser("run", help="run a probe: fit, evaluate, write model/, metrics.json, report.html")
+    probe_run.add_argument("path", help="the probe file, e.g. probes/shapes_pcbm.toml")
+    probe_run.add_argument("--out", default=None, help="output folder (default artifacts/probes/NAME)")
+    probe_run.add_argument("--store", default=None, help="store folder (default $CONCEPTLAB_HOME/store)")
+    probe_run.add_argument("--quiet", action="store_true", help="no progress bars")
+    probe_run.set_defaults(func=cmd_probe_run)
+    probe_validate = probe_sub.add_parser("validate", help="check probe files without running them")
+    probe_validate.add_argument("paths", nargs="+")
+    probe_validate.set_defaults(func=cmd_probe_validate)
 
     info = sub.add_parser("info", help="devices, zoo models, store contents")
     info.add_argument("--store", default=None)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from conceptlab.utils import atomic_write_bytes, atomic_write_json
 from conceptlab.concepts.concept import Concept, jsonable
 
 __all__ = [
@@ -65,23 +65,9 @@ def library_provenance(seed: int | None = None, **extra: Any) -> dict[str, Any]:
     return jsonable({"library": "conceptlab", "library_version": __version__, "seed": seed, **extra})
 
 
-def _atomic_target(path: Path) -> tuple[int, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-
-
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically (temp file + rename)."""
-    path = Path(path)
-    fd, tmp = _atomic_target(path)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(obj, handle, indent=2, sort_keys=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_json(path, obj)
 
 
 def read_json(path: str | os.PathLike, what: str = "config") -> dict[str, Any]:
@@ -100,17 +86,10 @@ def read_json(path: str | os.PathLike, what: str = "config") -> dict[str, Any]:
 
 def write_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
     """Save tensors as safetensors, atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    path = Path(path)
-    fd, tmp = _atomic_target(path)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=dict(metadata or {}))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=dict(metadata or {}))
+    atomic_write_bytes(path, data)
 
 
 def read_tensors(path: str | os.PathLike, required: Iterable[str] = ()) -> dict[str, torch.Tensor]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import secrets
 import time
 from pathlib import Path
 
+from conceptlab.utils import TEMP_PREFIX, atomic_write_bytes, human_bytes
+
 __all__ = ["TEMP_PREFIX", "atomic_write_bytes", "entry_lock", "file_digest", "human_bytes", "sha256_file"]
 
-#: temporary files start with this; a killed writer can leave them, the next writer removes them
-TEMP_PREFIX = ".tmp-"
 
 # A digest is only cached for files whose mtime is this much older than the moment we hashed them.
 # Filesystem timestamps are coarse (a kernel tick, or 2 s on FAT), so a file rewritten within one
@@ -43,36 +42,6 @@ def file_digest(path: str | os.PathLike, stat: os.stat_result | None = None) -> 
     return digest
 
 
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not every platform lets a directory be opened.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the whole new one, never a part.
-
-    The temp file lives in the same directory so ``os.replace`` is a rename on one filesystem.
-    """
-    path = Path(path)
-    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
 @contextlib.contextmanager
 def entry_lock(directory: Path):
     """An exclusive advisory lock on one store entry, so two processes never write it at once.
@@ -92,12 +61,3 @@ def entry_lock(directory: Path):
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def human_bytes(n: float) -> str:
-    """1536 -> '1.5 KiB'."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")

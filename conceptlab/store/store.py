@@ -272,10 +272,14 @@ class ActivationStore:
             desc=f"{request.capture.name} activations of {request.identity} by {request.backbone_spec}",
         )
 
+        done = manifest.rows - todo
+
         def on_batch(rows: int) -> None:
-            bar.update(rows)
+            nonlocal done
+            done += rows
+            bar.update(rows)  # a disabled bar counts nothing, hence our own count
             if on_progress is not None:
-                on_progress(bar.n, manifest.rows)
+                on_progress(done, manifest.rows)
 
         with bar:
             for index, tensor in run_shards(
