@@ -35,14 +35,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     backbone = load(args.backbone)
     store = ActivationStore()
     print(f"backbone: {backbone}")
-    for split in ("train", "test"):
-        dataset = ShapesWorld(split)
+    for split, size in (("train", args.train_size), ("test", args.test_size)):
+        dataset = ShapesWorld(split, size=size)
         acts = store.get_or_compute(backbone, dataset, progress=True)
         print(f"embedded {dataset.identity}: {tuple(acts.shape)}")
     if args.no_app:
-        test = ShapesWorld("test", size=500)
+        test = ShapesWorld("test", size=min(500, args.test_size))
         scores = zero_shot_accuracy(backbone, test)
-        print("zero-shot accuracy on ShapesWorld test (500 images):")
+        print(f"zero-shot accuracy on ShapesWorld test ({len(test)} images):")
         for family, acc in scores.items():
             print(f"  {family:<11s} {acc:6.1%}")
         print(f"store: {store.root} ({human_bytes(store.total_bytes())})")
@@ -144,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-app", action="store_true", help="print a summary instead of serving the app")
     demo.add_argument("--backbone", default=DEFAULT_BACKBONE)
     demo.add_argument("--port", type=int, default=8501)
+    demo.add_argument("--train-size", type=int, default=8000, help="ShapesWorld train images to embed")
+    demo.add_argument("--test-size", type=int, default=2000, help="ShapesWorld test images to embed")
     demo.set_defaults(func=cmd_demo)
 
     zoo_parser = sub.add_parser("zoo", help="the embedded default models")

@@ -48,6 +48,9 @@ def test_bad_spec_is_a_clear_error_not_a_traceback(tmp_path):
 @pytest.mark.skipif(not os.path.isdir(os.path.join(os.path.dirname(__file__), "..", "conceptlab", "zoo", "weights", "shapes-clip")),
                     reason="zoo:shapes-clip weights are not shipped in this checkout")
 def test_demo_no_app_prints_zero_shot_summary(tmp_path):
-    result = run_cli("demo", "--no-app", home=tmp_path, timeout=600)
+    result = run_cli("demo", "--no-app", "--train-size", "64", "--test-size", "200", home=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert "zero-shot accuracy" in result.stdout and "color" in result.stdout
+    assert "embedded shapesworld-v1:train:n=64" in result.stdout
+    assert "zero-shot accuracy on ShapesWorld test (200 images)" in result.stdout
+    color = next(line for line in result.stdout.splitlines() if line.strip().startswith("color"))
+    assert float(color.split()[-1].rstrip("%")) >= 95.0  # the shipped model's colour bar
