@@ -10,7 +10,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("data", "backbones", "zoo", "store", "concepts", "cbm", "metrics")
+_SUBMODULES = ("data", "backbones", "zoo", "store", "concepts", "cbm", "discovery", "metrics", "probes")
 
 __all__ = ["__version__", *_SUBMODULES]
 

@@ -1,0 +1,51 @@
+"""Concept discovery: sparse autoencoders on cached embeddings, named against a vocabulary.
+
+- :class:`SparseAutoencoder` -- scikit-learn-style estimator; trains through sae-lens's
+  ``SAETrainer`` with Discover-then-Name's defaults; saves in sae-lens's own format.
+- :class:`SAEMetrics` / :func:`sae_metrics` -- reconstruction MSE, explained variance, L0, dead latents.
+- :func:`name_latents` / :func:`name_directions` / :class:`LatentNames` -- decoder rows vs
+  vocabulary text embeddings (cosine, optional templates), top-k candidates, margins, renames.
+- :func:`align_concepts` -- best matches between two concept sets by direction cosine and by
+  activation correlation.
+- :func:`grade_latents` -- AUROC against ground-truth concepts, naming precision, recovery.
+
+sae-lens is imported only when an SAE is trained or loaded, so importing this package is cheap.
+"""
+
+from conceptlab.discovery.alignment import ALIGN_BY, align_concepts, correlation_matrix, cosine_matrix
+from conceptlab.discovery.grading import GradingReport, auroc_matrix, concept_words, grade_latents, name_matches
+from conceptlab.discovery.naming import (
+    LatentNames,
+    embed_vocabulary,
+    load_vocabulary,
+    name_directions,
+    name_latents,
+    vocabulary_path,
+)
+from conceptlab.discovery.sae import SAEMetrics, SparseAutoencoder, sae_metrics
+from conceptlab.discovery.train import TrainResult, TrainSettings, train_sae, train_sae_plain
+
+__all__ = [
+    "ALIGN_BY",
+    "GradingReport",
+    "LatentNames",
+    "SAEMetrics",
+    "SparseAutoencoder",
+    "TrainResult",
+    "TrainSettings",
+    "align_concepts",
+    "auroc_matrix",
+    "concept_words",
+    "correlation_matrix",
+    "cosine_matrix",
+    "embed_vocabulary",
+    "grade_latents",
+    "load_vocabulary",
+    "name_directions",
+    "name_latents",
+    "name_matches",
+    "sae_metrics",
+    "train_sae",
+    "train_sae_plain",
+    "vocabulary_path",
+]
