@@ -1,0 +1,170 @@
+"""Plotly figures of a concept bottleneck model, shared by probe reports, the app and notebooks.
+
+Every function takes plain model outputs (a fitted CBM, an ``explain`` frame, metric tables) and
+returns a ``plotly.graph_objects.Figure``; plotly is imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "FAMILY_COLORS",
+    "concept_auroc_bars",
+    "contribution_bars",
+    "editing_bars",
+    "intervention_line",
+    "per_class_accuracy_bars",
+    "weight_heatmap",
+]
+
+#: one colour per ShapesWorld attribute family (concept names ``family:value``)
+FAMILY_COLORS = {
+    "shape": "#4c78a8",
+    "color": "#e45756",
+    "size": "#72b7b2",
+    "fill": "#54a24b",
+    "background": "#b279a2",
+    "position": "#f58518",
+}
+POSITIVE, NEGATIVE, NEUTRAL = "#2e7d32", "#c62828", "#9e9e9e"
+BEFORE, AFTER, AFTER_NORMALIZED = "#9e9e9e", "#1565c0", "#64b5f6"
+
+
+def _go():
+    try:
+        import plotly.graph_objects as go
+    except ImportError as error:  # pragma: no cover - plotly is a dependency
+        raise ImportError("conceptlab's figures need plotly: pip install plotly") from error
+    return go
+
+
+def _family(name: str) -> str:
+    return name.split(":", 1)[0] if ":" in name else "other"
+
+
+def _layout(figure, title: str, height: int, **extra):
+    figure.update_layout(
+        title={"text": title, "x": 0, "xanchor": "left", "font": {"size": 15}},
+        height=height, margin={"t": 50, "b": 10, "l": 10, "r": 10}, template="plotly_white", **extra,
+    )
+    return figure
+
+
+def weight_heatmap(model_or_weights: Any, title: str | None = None, height: int | None = None):
+    """The head W as a class × concept heatmap: blue supports a class, red argues against it, white is 0."""
+    go = _go()
+    weights = model_or_weights if isinstance(model_or_weights, pd.DataFrame) else model_or_weights.weights_frame()
+    limit = float(np.abs(weights.to_numpy()).max()) or 1.0
+    figure = go.Figure(
+        go.Heatmap(
+            z=weights.to_numpy(), x=list(weights.columns), y=list(weights.index),
+            colorscale="RdBu", zmid=0, zmin=-limit, zmax=limit, xgap=1, ygap=1,
+            colorbar={"title": {"text": "weight"}, "thickness": 12},
+            hovertemplate="class %{y}<br>concept %{x}<br>weight %{z:.3f}<extra></extra>",
+        )
+    )
+    nonzero = int((np.abs(weights.to_numpy()) > 1e-5).sum())
+    title = title or f"Concept weights ({weights.shape[0]} classes × {weights.shape[1]} concepts, {nonzero} non-zero)"
+    _layout(figure, title, height or max(320, 26 * weights.shape[0] + 190))
+    figure.update_xaxes(tickangle=-45, showgrid=False)
+    figure.update_yaxes(autorange="reversed", showgrid=False)
+    return figure
+
+
+def contribution_bars(explanation: pd.DataFrame, top: int = 12, title: str | None = None, height: int | None = None):
+    """One image's ``explain`` frame as horizontal bars: the ``top`` largest non-zero concept
+    contributions (green for, red against the class), then the intercept and any residual in grey."""
+    go = _go()
+    if explanation["sample"].nunique() != 1:
+        raise ValueError("contribution_bars shows one image: pass the explain() frame of a single row")
+    special = explanation["concept"].str.startswith("(")
+    concepts = explanation[~special & (explanation["contribution"].abs() > 1e-9)].head(top)
+    rest = explanation[special]
+    frame = pd.concat([concepts, rest])
+    colors = [NEUTRAL if c.startswith("(") else (POSITIVE if v >= 0 else NEGATIVE) for c, v in zip(frame["concept"], frame["contribution"])]
+    hover = [
+        f"{c}<br>contribution {v:+.3f}" + ("" if np.isnan(s) else f"<br>score {s:.3f} × weight {w:+.3f}")
+        for c, v, s, w in zip(frame["concept"], frame["contribution"], frame["score"], frame["weight"])
+    ]
+    figure = go.Figure(
+        go.Bar(
+            x=frame["contribution"], y=frame["concept"], orientation="h", marker_color=colors,
+            text=[f"{v:+.2f}" for v in frame["contribution"]], textposition="outside", cliponaxis=False,
+            hovertext=hover, hoverinfo="text",
+        )
+    )
+    klass = explanation["class"].iloc[0]
+    logit = explanation.attrs.get("logit", float(explanation["contribution"].sum()))
+    title = title or f"Why “{klass}”: contributions to its logit ({logit:.2f})"
+    _layout(figure, title, height or 60 + 28 * len(frame) + 40, showlegend=False)
+    figure.update_yaxes(autorange="reversed", showgrid=False)
+    figure.update_xaxes(zeroline=True, zerolinecolor="#444", title={"text": "score × weight"})
+    return figure
+
+
+def per_class_accuracy_bars(table: pd.DataFrame | Mapping[str, pd.Series], title: str = "Accuracy per class", height: int = 380):
+    """Grouped bars: one group per class, one bar per split (columns of ``table``)."""
+    go = _go()
+    table = pd.DataFrame(table)
+    figure = go.Figure([go.Bar(name=str(split), x=list(table.index), y=table[split]) for split in table.columns])
+    _layout(figure, title, height, barmode="group", legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"})
+    figure.update_yaxes(range=[0, 1.05], title={"text": "accuracy"})
+    return figure
+
+
+def concept_auroc_bars(aurocs: pd.Series, title: str | None = None, height: int = 380):
+    """Bars of each concept's AUROC against ground truth, coloured by family, with chance (0.5)."""
+    go = _go()
+    aurocs = aurocs.dropna()
+    families = [_family(str(n)) for n in aurocs.index]
+    figure = go.Figure()
+    for family in dict.fromkeys(families):
+        mask = [f == family for f in families]
+        figure.add_bar(
+            name=family, x=[str(n) for n, m in zip(aurocs.index, mask) if m], y=aurocs[mask].to_numpy(),
+            marker_color=FAMILY_COLORS.get(family, NEUTRAL),
+            hovertemplate="%{x}<br>AUROC %{y:.3f}<extra></extra>",
+        )
+    figure.add_hline(y=0.5, line_dash="dot", line_color="#666", annotation_text="chance", annotation_position="bottom right")
+    title = title or f"Concept AUROC against ground truth (mean {aurocs.mean():.3f})"
+    _layout(figure, title, height, legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"})
+    figure.update_yaxes(range=[min(0.4, float(aurocs.min()) - 0.05), 1.0], title={"text": "AUROC"})
+    figure.update_xaxes(tickangle=-45, categoryorder="array", categoryarray=[str(n) for n in aurocs.index])
+    return figure
+
+
+def intervention_line(curve: pd.DataFrame, title: str = "Intervening with true concept values", height: int = 360):
+    """Accuracy as the top-k concepts (by weight) take their true values (``metrics.intervention_curve``)."""
+    go = _go()
+    hover = ["no intervention" if c is None or (isinstance(c, float) and np.isnan(c)) else f"+ {c}" for c in curve["concept"]]
+    figure = go.Figure(
+        go.Scatter(x=curve["k"], y=curve["accuracy"], mode="lines+markers", hovertext=hover,
+                   hovertemplate="k=%{x}<br>accuracy %{y:.3f}<br>%{hovertext}<extra></extra>", line_color=AFTER)
+    )
+    _layout(figure, title, height)
+    figure.update_xaxes(title={"text": "concepts set to their true value (k)"})
+    figure.update_yaxes(title={"text": "accuracy"}, range=[0, 1.02])
+    return figure
+
+
+def editing_bars(accuracy: pd.DataFrame, title: str | None = None, height: int = 360):
+    """Accuracy per split before and after pruning (``EditingStudy.accuracy``)."""
+    go = _go()
+    bars = [("before", "before", BEFORE), ("after", "pruned", AFTER)]
+    if "after_normalized" in accuracy.columns:
+        bars.append(("after_normalized", "pruned + normalized", AFTER_NORMALIZED))
+    figure = go.Figure(
+        [
+            go.Bar(name=label, x=list(accuracy.index), y=accuracy[column], marker_color=color,
+                   text=[f"{v:.3f}" for v in accuracy[column]], textposition="outside", cliponaxis=False)
+            for column, label, color in bars
+        ]
+    )
+    title = title or "Accuracy before and after pruning"
+    _layout(figure, title, height, barmode="group", legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"})
+    figure.update_yaxes(range=[0, 1.1], title={"text": "accuracy"})
+    return figure
