@@ -49,3 +49,8 @@ __all__ = [
     "train_sae_plain",
     "vocabulary_path",
 ]
+
+# -- modality-gap helpers for naming (optional) -------------------------------------------------
+from conceptlab.discovery.centering import SHAPES_TEMPLATES, centre_rows, centred_vocabulary  # noqa: E402
+
+__all__ += ["SHAPES_TEMPLATES", "centre_rows", "centred_vocabulary"]
