@@ -127,6 +127,10 @@ def _register_builtin_methods() -> None:
     register_method("pcbm", PCBM, description="Post-hoc CBM: sparse elastic-net head over concept margins")
     register_method("pcbm_h", PCBMHybrid, description="PCBM-h: PCBM plus a residual linear layer on the raw embedding")
 
+    from conceptlab.cbm.probe_methods import register_language_methods
+
+    register_language_methods()  # labo, v2c (and the concept_set / v2c concept sources)
+
 
 @dataclass(frozen=True)
 class ConceptSource:
@@ -238,6 +242,10 @@ def _ensure_registries() -> None:
         _register_builtin_methods()
     if "text" not in CONCEPT_SOURCES:
         _register_builtin_sources()
+    if "dncbm" not in METHODS:
+        from conceptlab.discovery.probe_support import register as register_discover_then_name
+
+        register_discover_then_name()
 
 
 # ----------------------------------------------------------------------------------------------

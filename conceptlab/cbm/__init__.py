@@ -37,3 +37,14 @@ __all__ = [
     "lambda_max",
     "pcbm_lambda",
 ]
+
+# -- LaBo, V2C-CBM, Label-free CBM ----------------------------------------------------------------
+from conceptlab.cbm.labo import V2CCBM, LaBo, association_prior, concept_bank_from_set  # noqa: E402
+from conceptlab.cbm.lfcbm import LFCBM, fit_projection  # noqa: E402
+
+__all__ += ["LFCBM", "LaBo", "V2CCBM", "association_prior", "concept_bank_from_set", "fit_projection"]
+
+# -- Discover-then-Name ---------------------------------------------------------------------------
+from conceptlab.cbm.dncbm import DNCBM  # noqa: E402
+
+__all__ += ["DNCBM"]

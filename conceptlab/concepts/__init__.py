@@ -25,3 +25,60 @@ __all__ = [
     "margin_statistics",
     "text_concepts",
 ]
+
+# -- concepts from language (LaBo, Label-free CBM, V2C-CBM) --------------------------------------
+from conceptlab.concepts.filters import (  # noqa: E402
+    FilterResult,
+    SentenceEncoder,
+    filter_class_similarity,
+    filter_length,
+    filter_near_duplicates,
+    filter_not_in_data,
+    lfcbm_filters,
+)
+from conceptlab.concepts.generation import (  # noqa: E402
+    PROMPT_SETS,
+    ConceptProvider,
+    ConceptSet,
+    OfflineProvider,
+    OpenAIProvider,
+    PromptSet,
+    concept_set_precision,
+    load_concept_set,
+    parse_list_answer,
+    shapesworld_concept_set,
+)
+from conceptlab.concepts.selection import SelectionResult, greedy_reference, mi_scores, submodular_select  # noqa: E402
+from conceptlab.concepts.v2c import V2CTokenizer, embed_codebook, load_v2c_vocabulary  # noqa: E402
+
+__all__ += [
+    "ConceptProvider",
+    "ConceptSet",
+    "FilterResult",
+    "OfflineProvider",
+    "OpenAIProvider",
+    "PROMPT_SETS",
+    "PromptSet",
+    "SelectionResult",
+    "SentenceEncoder",
+    "V2CTokenizer",
+    "concept_set_precision",
+    "embed_codebook",
+    "filter_class_similarity",
+    "filter_length",
+    "filter_near_duplicates",
+    "filter_not_in_data",
+    "greedy_reference",
+    "lfcbm_filters",
+    "load_concept_set",
+    "load_v2c_vocabulary",
+    "mi_scores",
+    "parse_list_answer",
+    "shapesworld_concept_set",
+    "submodular_select",
+]
+
+# -- alignment of any two concept sets (lives with discovery, where it was first needed) ----------
+from conceptlab.discovery.alignment import align_concepts  # noqa: E402
+
+__all__ += ["align_concepts"]
