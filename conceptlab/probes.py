@@ -129,7 +129,7 @@ def _register_builtin_methods() -> None:
 
     from conceptlab.cbm.probe_methods import register_language_methods
 
-    register_language_methods()  # labo, v2c (and the concept_set / v2c concept sources)
+    register_language_methods()  # labo, v2c
 
 
 @dataclass(frozen=True)
@@ -235,6 +235,10 @@ def _register_builtin_sources() -> None:
         "linear-SVM CAVs from ShapesWorld's ground-truth concepts (PCBM's protocol)",
     )
     register_concept_source("bank", _bank_source, {"path": REQUIRED, "names": None}, "a saved ConceptBank folder")
+
+    from conceptlab.cbm.probe_methods import register_language_sources
+
+    register_language_sources()  # concept_set (LaBo's LLM-style set), v2c (the vocabulary tokenizer)
 
 
 def _ensure_registries() -> None:

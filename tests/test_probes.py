@@ -148,13 +148,13 @@ def test_cli_reports_bad_probe_without_traceback(tmp_path):
         [concepts]
         source = "text"
         [method]
-        name = "labo"
+        name = "lab0"
     """)
     env = {**os.environ, "CONCEPTLAB_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     for command in (["probe", "validate", str(bad)], ["probe", "run", str(bad)]):
         result = subprocess.run([sys.executable, "-m", "conceptlab.cli", *command], capture_output=True, text=True, env=env, timeout=120)
         assert result.returncode == 2, result.stderr
-        assert "unknown method 'labo'" in result.stderr and "Known methods: pcbm, pcbm_h" in result.stderr
+        assert "unknown method 'lab0'" in result.stderr and "Known methods: pcbm, pcbm_h" in result.stderr
         assert "Traceback" not in result.stderr
 
 

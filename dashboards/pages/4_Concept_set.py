@@ -1,0 +1,120 @@
+"""Build a LaBo concept set: candidates per class, what LF-CBM's filters removed and why, LaBo's
+selection, then add, drop or rename concepts and refit."""
+
+import sys
+from pathlib import Path
+
+DASHBOARDS = str(Path(__file__).resolve().parents[1])  # for `import lib`
+if DASHBOARDS not in sys.path:
+    sys.path.insert(0, DASHBOARDS)
+
+import streamlit as st  # noqa: E402
+
+import lib  # noqa: E402
+from lib import cbm  # noqa: E402
+from lib import concept_set as cs  # noqa: E402
+
+WORKING = "cl.cs.working"  # session state: class -> concepts, the analyst's edited set
+MODEL = "cl.cs.model"  # session state: the LaBo fitted on the current set (read by tests)
+KEEP = "cl.cs.keep."  # + class: the multiselect of that class's kept concepts
+
+selection = lib.page_setup("Concept set")
+backbone = lib.load_backbone(selection.backbone)
+try:
+    TRAIN_SIZE, EVAL_SIZE = cbm.default_sizes()
+except ValueError as error:
+    st.error(f"{error}. Using {cbm.BUILTIN_SIZES}.")
+    TRAIN_SIZE, EVAL_SIZE = cbm.BUILTIN_SIZES
+train = cbm.load_split(backbone, "train", TRAIN_SIZE, 0)
+val = cbm.load_split(backbone, "val", EVAL_SIZE, 0)
+classes = list(train.dataset.class_names)
+st.markdown(
+    "**LaBo** (language in a bottle): concepts generated per class (here the offline provider serving the shipped "
+    "ShapesWorld set, a stand-in for LLM answers) pass LF-CBM's filters, LaBo's submodular selection keeps up to "
+    f"{cs.N_PER_CLASS} per class, and a class-concept association head is trained from the language prior on "
+    f"{TRAIN_SIZE} train images; accuracy is measured on {EVAL_SIZE} val images."
+)
+
+# -- 1. candidates --------------------------------------------------------------------------------
+st.header("Generated candidates")
+generated = cs.candidates(classes)
+frame = cs.candidates_frame(generated)
+st.caption(f"{len(frame)} candidates ({len(generated.unique())} unique) over {len(classes)} classes")
+st.dataframe(frame, hide_index=True, key="cl.cs.candidates")
+
+# -- 2. filters -----------------------------------------------------------------------------------
+st.header("What LF-CBM's filters removed")
+filtered = cs.run_filters(backbone, train)
+st.caption(", ".join(f"{s['filter']}: −{s['removed']}" for s in filtered.steps) + f" → {len(filtered.kept)} kept")
+st.dataframe(filtered.frame[["concept", "filter", "reason"]], hide_index=True, key="cl.cs.removed")
+
+# -- 3. selection and edits -----------------------------------------------------------------------
+st.header("Selected set")
+selected = cs.select(backbone, train, filtered)
+if WORKING not in st.session_state:
+    st.session_state[WORKING] = {c: list(v) for c, v in selected.items()}
+
+
+def _reset_keep() -> None:
+    for c in classes:
+        st.session_state.pop(KEEP + c, None)
+
+
+def _commit_drops() -> dict:
+    """The working set as the multiselects now show it (dropped concepts gone)."""
+    working = st.session_state[WORKING]
+    return {c: list(st.session_state.get(KEEP + c, working.get(c, []))) for c in classes}
+
+
+def _on_add() -> None:
+    st.session_state[WORKING] = cs.add(_commit_drops(), st.session_state["cl.cs.add_class"], st.session_state.get("cl.cs.add_text", ""))
+    st.session_state["cl.cs.add_text"] = ""
+    _reset_keep()
+
+
+def _on_rename() -> None:
+    class_, old = st.session_state["cl.cs.rename_from"].split(" :: ", 1)
+    st.session_state[WORKING] = cs.rename(_commit_drops(), class_, old, st.session_state.get("cl.cs.rename_to", ""))
+    st.session_state["cl.cs.rename_to"] = ""
+    _reset_keep()
+
+
+def _on_reset() -> None:
+    st.session_state[WORKING] = {c: list(v) for c, v in selected.items()}
+    _reset_keep()
+
+
+working = st.session_state[WORKING]
+st.caption("Untick a concept to drop it; the model below refits on the set shown here.")
+columns = st.columns(3)
+for i, c in enumerate(classes):
+    with columns[i % 3]:
+        st.multiselect(c, options=working.get(c, []), default=working.get(c, []), key=KEEP + c)
+current = _commit_drops()
+
+add_col, rename_col = st.columns(2)
+with add_col:
+    st.selectbox("Add to class", classes, key="cl.cs.add_class")
+    st.text_input("New concept", key="cl.cs.add_text")
+    st.button("Add concept", on_click=_on_add, key="cl.cs.add")
+with rename_col:
+    options = [f"{c} :: {x}" for c in classes for x in current.get(c, [])]
+    if options:
+        st.selectbox("Rename", options, key="cl.cs.rename_from")
+        st.text_input("New name", key="cl.cs.rename_to")
+        st.button("Rename concept", on_click=_on_rename, key="cl.cs.rename")
+st.button("Back to LaBo's selection", on_click=_on_reset, key="cl.cs.reset")
+
+# -- 4. refit ---------------------------------------------------------------------------------------
+st.header("LaBo on this set")
+if not any(current.values()):
+    st.warning("The set is empty: keep or add at least one concept.")
+    st.stop()
+baseline = cs.fit_labo(backbone, train, selected)
+model = cs.fit_labo(backbone, train, current)
+st.session_state[MODEL] = model
+acc, base_acc = cs.accuracy(model, val), cs.accuracy(baseline, val)
+left, right = st.columns(2)
+left.metric("Accuracy (val), this set", f"{acc:.3f}", delta=f"{acc - base_acc:+.3f} vs LaBo's selection", delta_color="normal")
+right.metric("Concepts in the bank", len(model.bank), delta=len(model.bank) - len(baseline.bank), delta_color="off")
+st.dataframe(model.top_concepts(k=3), hide_index=True, key="cl.cs.top")
