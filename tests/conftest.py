@@ -54,6 +54,16 @@ def tiny_backbone(tiny_clip_dir):
 
 
 @pytest.fixture()
+def one_thread():
+    """Run a test with one torch thread, restoring the setting after: small tensor operations on a
+    busy 2-core machine are many times faster on one thread than on two that contend."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture()
 def isolated_home(tmp_path, monkeypatch):
     """A fresh CONCEPTLAB_HOME so a test's store and zoo never touch the user's."""
     home = tmp_path / "conceptlab-home"

@@ -16,12 +16,8 @@ from conceptlab.data import CLASS_RULES, ShapesWorld
 D = 40
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# small torch ops on a busy 2-core machine run far faster on one thread (conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def embed(split, size, noise=1.0):

@@ -31,16 +31,11 @@ from conceptlab.discovery import (
 from conceptlab.discovery.train import resample_dead_latents
 
 # importing sae-lens warns about a transformer-lens module it uses; not ours to fix
-pytestmark = pytest.mark.filterwarnings("ignore:The 'utils' module has been deprecated:DeprecationWarning")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small torch ops on a busy 2-core machine are far faster on one thread; restore afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:The 'utils' module has been deprecated:DeprecationWarning"),
+    # small torch ops on a busy 2-core machine run far faster on one thread (conftest.py)
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 def planted_world(seed: int = 0, n: int = 2048, d: int = 16, k: int = 12, p: float = 0.1):

@@ -11,15 +11,11 @@ from conceptlab.cbm.model import ConceptBottleneckModel
 from conceptlab.discovery import SparseAutoencoder, name_directions
 
 # importing sae-lens warns about a transformer-lens module it uses; not ours to fix
-pytestmark = pytest.mark.filterwarnings("ignore:The 'utils' module has been deprecated:DeprecationWarning")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:The 'utils' module has been deprecated:DeprecationWarning"),
+    # small torch ops on a busy 2-core machine run far faster on one thread (conftest.py)
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 def rule_world(n: int, seed: int, d: int = 16, n_classes: int = 4, n_nuisance: int = 8):

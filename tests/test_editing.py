@@ -13,7 +13,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from conceptlab.cbm import PCBM
 from conceptlab.cbm.editing import (
@@ -31,12 +30,8 @@ D, NOISE = 40, 1.5
 BACKGROUNDS = ["background:white", "background:black", "background:gray", "background:beige"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# small torch ops on a busy 2-core machine run far faster on one thread (conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

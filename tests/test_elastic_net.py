@@ -18,13 +18,8 @@ from conceptlab.cbm.elastic_net import (
 from conceptlab.cbm.heads import ElasticNetHead
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small torch ops on a busy 2-core machine are far faster on one thread; restore afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# small torch ops on a busy 2-core machine run far faster on one thread (conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 #: the tight tolerances below need float64 (the solver's default is float32)

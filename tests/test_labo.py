@@ -14,12 +14,8 @@ from conceptlab.concepts.generation import ConceptSet
 from conceptlab.concepts.selection import greedy_reference, greedy_select, mi_scores, submodular_select
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# small torch ops on a busy 2-core machine run far faster on one thread (conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------------------------

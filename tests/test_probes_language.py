@@ -20,12 +20,8 @@ SMALL = {"train": 600, "val": 200, "test": 200, "shifted": 200}
 BARS = {"shapes_labo": 0.85, "shapes_v2c": 0.85}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# small torch ops on a busy 2-core machine run far faster on one thread (conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small(name: str, **concepts) -> dict:
