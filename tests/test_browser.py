@@ -46,16 +46,18 @@ def _healthy(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory, request):
-    """Start ``streamlit run dashboards/Home.py`` on a free port; stop it when the module ends."""
+def start_app(request, tmp_path_factory, name: str, **env_overrides: str) -> dict:
+    """Start ``streamlit run dashboards/Home.py`` on a free port with a fresh CONCEPTLAB_HOME and
+    the given environment; stop it when the requesting fixture's scope ends.
+
+    The backbone is the real zoo model when it is built (screenshots worth looking at), else a
+    tiny random CLIP. Returns ``{"url": ..., "zoo": whether the zoo model is used}``.
+    """
     from conceptlab import zoo
 
-    home = tmp_path_factory.mktemp("browser-home")
-    if zoo.available()["shapes-clip"] is not None:  # the real model makes screenshots worth looking at
-        spec = "zoo:shapes-clip"
-    else:
-        spec = f"local-dir:{request.getfixturevalue('tiny_clip_dir')}"
+    home = tmp_path_factory.mktemp(name)
+    built = zoo.available()["shapes-clip"] is not None
+    spec = "zoo:shapes-clip" if built else f"local-dir:{request.getfixturevalue('tiny_clip_dir')}"
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
@@ -63,8 +65,8 @@ def app_url(tmp_path_factory, request):
         "CONCEPTLAB_HOME": str(home),
         "HF_HUB_OFFLINE": "1",
         "CONCEPTLAB_DEFAULT_BACKBONE": spec,
-        "CONCEPTLAB_DEFAULT_DATASET": f"test:{SIZE}:0",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        **env_overrides,
     }
     log = (home / "streamlit.log").open("w")
     server = subprocess.Popen(
@@ -92,7 +94,13 @@ def app_url(tmp_path_factory, request):
             log.flush()
             pytest.fail(f"the app server did not come up at {url}:\n{(home / 'streamlit.log').read_text()[-3000:]}")
         time.sleep(0.5)
-    return url
+    return {"url": url, "zoo": built}
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, request):
+    """The app on the test split, for the Home and Embeddings pages."""
+    return start_app(request, tmp_path_factory, "browser-home", CONCEPTLAB_DEFAULT_DATASET=f"test:{SIZE}:0")["url"]
 
 
 @pytest.fixture(scope="module")

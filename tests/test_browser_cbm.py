@@ -2,16 +2,11 @@
 render, pruning shows the accuracy change, and a screenshot lands in
 ``artifacts/screenshots/Concept_bottleneck.png``.
 
-The browser, page and screenshot helpers come from ``test_browser``; the server fixture is its
-own so that it can shrink the page's training splits (``CONCEPTLAB_CBM_SIZES``).
+The browser, page and screenshot helpers come from ``test_browser``; the server (``start_app``)
+is started with its own environment so that it can shrink the page's training splits (``CONCEPTLAB_CBM_SIZES``).
 """
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -19,14 +14,11 @@ expect = pytest.importorskip("playwright.sync_api").expect
 
 from tests.test_browser import (  # noqa: E402  (fixtures and helpers, not tests)
     CHROMIUM,
-    ROOT,
-    START_TIMEOUT_S,
-    _free_port,
-    _healthy,
     browser,  # noqa: F401  (a fixture)
     page,  # noqa: F401  (a fixture)
     screenshot,
     settle,
+    start_app,
 )
 
 SIZES = "600:200"  # train : val/shifted images the page trains and evaluates on
@@ -41,49 +33,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, request):
     """``streamlit run dashboards/Home.py`` on a free port, with small CBM splits."""
-    from conceptlab import zoo
-
-    home = tmp_path_factory.mktemp("browser-cbm-home")
-    built = zoo.available()["shapes-clip"] is not None
-    spec = "zoo:shapes-clip" if built else f"local-dir:{request.getfixturevalue('tiny_clip_dir')}"
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "CONCEPTLAB_HOME": str(home),
-        "HF_HUB_OFFLINE": "1",
-        "CONCEPTLAB_DEFAULT_BACKBONE": spec,
-        "CONCEPTLAB_DEFAULT_DATASET": f"shifted:{SHOWN}:0",
-        "CONCEPTLAB_CBM_SIZES": SIZES,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    log = (home / "streamlit.log").open("w")
-    server = subprocess.Popen(
-        [
-            sys.executable, "-m", "streamlit", "run", "dashboards/Home.py",
-            "--server.address", "127.0.0.1", "--server.port", str(port),
-            "--server.headless", "true", "--browser.gatherUsageStats", "false",
-        ],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-
-    def stop() -> None:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
-
-    request.addfinalizer(stop)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not _healthy(url):
-        if server.poll() is not None or time.monotonic() > deadline:
-            log.flush()
-            pytest.fail(f"the app server did not come up at {url}:\n{(home / 'streamlit.log').read_text()[-3000:]}")
-        time.sleep(0.5)
-    return {"url": url, "zoo": built}
+    return start_app(request, tmp_path_factory, "browser-cbm-home", CONCEPTLAB_DEFAULT_DATASET=f"shifted:{SHOWN}:0", CONCEPTLAB_CBM_SIZES=SIZES)
 
 
 def test_concept_bottleneck_page(page, app_url):  # noqa: F811  (page is the imported fixture)
