@@ -107,3 +107,22 @@ def test_add_and_rename(env):
     assert not app.exception
     names = app.session_state["cl.cs.model"].concept_names_
     assert "boxy red" in names and "shiny crimson thing" in names
+
+
+def test_saved_labo_model_opens_on_the_concept_bottleneck_page(env):
+    app = run()
+    model = app.session_state["cl.cs.model"]
+    app.text_input(key="cl.cs.save_name").input("labo-from-set")
+    app.button(key="cl.cs.save").click().run()
+    assert not app.exception and app.success, [e.value for e in app.error]
+    assert (cbm.models_root() / "labo-from-set" / "config.json").is_file()
+
+    page = AppTest.from_file(str(DASHBOARDS / "pages" / "2_Concept_bottleneck.py"), default_timeout=300)
+    page.session_state["cl.cbm.source"] = "Saved: labo-from-set"
+    page.run()
+    assert not page.exception, [e.value for e in page.exception]
+    assert "LaBo" in " ".join(c.value for c in page.caption)
+    # the page's val accuracy is the LaBo model's own, on the same val split
+    X, y = val_split()
+    shown = next(m.value for m in page.metric if m.label == "Accuracy on val")
+    assert shown == f"{model.score(X, y):.3f}"

@@ -118,3 +118,16 @@ left, right = st.columns(2)
 left.metric("Accuracy (val), this set", f"{acc:.3f}", delta=f"{acc - base_acc:+.3f} vs LaBo's selection", delta_color="normal")
 right.metric("Concepts in the bank", len(model.bank), delta=len(model.bank) - len(baseline.bank), delta_color="off")
 st.dataframe(model.top_concepts(k=3), hide_index=True, key="cl.cs.top")
+
+# -- 5. hand the model on ---------------------------------------------------------------------------
+st.subheader("Open it on the Concept bottleneck page")
+save_cols = st.columns([3, 1, 2])
+save_name = save_cols[0].text_input("Model name", value="labo-concept-set", key="cl.cs.save_name")
+overwrite = save_cols[1].checkbox("overwrite", key="cl.cs.save_overwrite")
+if save_cols[2].button("Save model", key="cl.cs.save"):
+    try:
+        path = cbm.save_model(model, save_name, overwrite=overwrite)
+    except (ValueError, FileExistsError) as error:
+        st.error(str(error))
+    else:
+        st.success(f"Saved to `{path}`; pick “Saved: {save_name}” on the Concept bottleneck page to inspect, intervene on and prune it.")
