@@ -65,6 +65,16 @@ def default_sizes() -> tuple[int, int]:
     return train, evaluation
 
 
+def page_sizes() -> tuple[int, int]:
+    """:func:`default_sizes` for a page: a bad setting is shown as an error and the built-in
+    sizes are used, so the page still works."""
+    try:
+        return default_sizes()
+    except ValueError as error:
+        st.error(f"{error}. Using {BUILTIN_SIZES[0]} and {BUILTIN_SIZES[1]}.")
+        return BUILTIN_SIZES
+
+
 @dataclass(frozen=True)
 class SplitData:
     """One ShapesWorld split through the backbone: the dataset, its (N, d) embeddings, store key."""

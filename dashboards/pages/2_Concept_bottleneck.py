@@ -22,11 +22,7 @@ N_SLIDERS = 5
 
 selection = lib.page_setup("Concept bottleneck")
 backbone = lib.load_backbone(selection.backbone)
-try:
-    TRAIN_SIZE, EVAL_SIZE = cbm.default_sizes()
-except ValueError as error:
-    st.error(f"{error}. Using 2000 and 500.")
-    TRAIN_SIZE, EVAL_SIZE = cbm.BUILTIN_SIZES
+TRAIN_SIZE, EVAL_SIZE = cbm.page_sizes()
 st.markdown(
     "A **post-hoc concept bottleneck model** (PCBM) predicts a class from named concept scores "
     "(“a red shape”, “a circle”, “a shape on a white background”, … 25 text concepts through the backbone's text "

@@ -20,11 +20,7 @@ KEEP = "cl.cs.keep."  # + class: the multiselect of that class's kept concepts
 
 selection = lib.page_setup("Concept set")
 backbone = lib.load_backbone(selection.backbone)
-try:
-    TRAIN_SIZE, EVAL_SIZE = cbm.default_sizes()
-except ValueError as error:
-    st.error(f"{error}. Using {cbm.BUILTIN_SIZES}.")
-    TRAIN_SIZE, EVAL_SIZE = cbm.BUILTIN_SIZES
+TRAIN_SIZE, EVAL_SIZE = cbm.page_sizes()
 train = cbm.load_split(backbone, "train", TRAIN_SIZE, 0)
 val = cbm.load_split(backbone, "val", EVAL_SIZE, 0)
 classes = list(train.dataset.class_names)
