@@ -1,5 +1,5 @@
 # The two commands of the README. Both set up .venv/ first (idempotent, offline-friendly).
-.PHONY: app test setup setup-test demo
+.PHONY: app test lint setup setup-test demo
 
 setup:
 	bash scripts/setup.sh
@@ -15,3 +15,7 @@ demo: setup
 
 test: setup-test
 	bash scripts/run_tests.sh
+
+# ruff (configured in pyproject.toml); tests/test_lint.py runs the same check in the suite
+lint: setup-test
+	.venv/bin/python -m ruff check conceptlab dashboards tests benchmarks

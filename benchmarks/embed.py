@@ -11,6 +11,10 @@ Both paths embed the same ShapesWorld test images with the same backbone:
   preprocess, the model encodes batches, shards are written and hashed. A second, cached call is
   timed too.
 
+``--dry-run`` measures what happens before any image is embedded, at any size (``--n 100000000``):
+how long constructing the ShapesWorld split takes (rows are drawn on demand, so it is O(1)), how
+long the store's disk and memory estimate takes, the estimate itself, and the peak memory of it all.
+
 Each path runs in its own subprocess, so its peak resident memory (``ru_maxrss``) is its own;
 the figure after loading the model and dataset is reported as the baseline. If the backbone
 cannot be loaded (the zoo model may not be built), a random model with the zoo's architecture is
@@ -161,6 +165,32 @@ def _report(args, spec: str, note: str | None, naive: dict, store: dict, max_dif
           f"cached call identical: {store['cached_identical']}")
 
 
+def _dry_run(args) -> None:
+    """Construct the split and estimate the run, at any size; nothing is embedded."""
+    baseline = _rss_mib()
+    start = time.perf_counter()
+    from conceptlab.data import ShapesWorld
+
+    imported = time.perf_counter() - start
+    start = time.perf_counter()
+    dataset = ShapesWorld("test", size=args.n, seed=0)
+    construct = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="conceptlab-bench-") as tmp:
+        spec, note = _resolve_backbone(args.backbone, Path(tmp))
+        from conceptlab.backbones import load
+        from conceptlab.store import ActivationStore
+
+        backbone = load(spec, device="cpu")
+        start = time.perf_counter()
+        estimate = ActivationStore(Path(tmp) / "store").estimate(backbone, dataset, batch_size=args.batch_size)
+        estimated = time.perf_counter() - start
+    print(f"backbone: {spec}" + (f"\n  NOTE: {note}" if note else ""))
+    print(f"ShapesWorld('test', size={args.n:,}): constructed in {construct * 1e3:.2f} ms (import {imported:.1f} s)")
+    print(f"store estimate in {estimated:.2f} s: {estimate['rows']:,} rows x {estimate['dim']}, {estimate['shards']} shards, "
+          f"disk {estimate['disk']}, peak memory {estimate['peak_memory']}")
+    print(f"peak RSS of this process: {_rss_mib():.0f} MiB (baseline before import {baseline:.0f} MiB); nothing was embedded")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", default="zoo:shapes-clip", help="backbone spec (default zoo:shapes-clip)")
@@ -170,12 +200,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads in both runs (default: torch's)")
     parser.add_argument("--naive-budget", type=float, default=30.0,
                         help="seconds after which the naive loop stops early (default 30; 0: no limit)")
+    parser.add_argument("--dry-run", action="store_true", help="only construct the split and estimate the run (any --n)")
     parser.add_argument("--child", choices=("naive", "store"), help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.child:
         print(json.dumps(_child(args.child, args, args.workdir)))
+        return
+    if args.dry_run:
+        _dry_run(args)
         return
 
     from safetensors.torch import load_file

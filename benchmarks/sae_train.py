@@ -12,7 +12,7 @@ sparse dictionary, N × d), from the same initial weights, on the same batches, 
 
 Each path runs in its own subprocess, so its peak resident memory (``ru_maxrss``) is its own;
 the figure after importing and building the data is reported as the baseline (the plain run never
-imports sae-lens, whose import alone costs several hundred MiB). Only the training
+imports sae-lens, so the two baselines differ by what that import costs). Only the training
 loop is timed (not imports or model construction); each path does a warm-up run and then
 ``--repeats`` timed runs, and the fastest counts (the machine may be shared). The two runs' final weights are compared.
 Resampling is off by default (``--resample-every`` steps turns it on for both).
@@ -55,9 +55,7 @@ def _child(mode: str, args, workdir: Path) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)  # 0: leave torch's default
-    from safetensors.torch import save_file
-
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file, save_file
 
     from conceptlab.discovery.train import TrainSettings, build_training_sae, train_sae, train_sae_plain
 

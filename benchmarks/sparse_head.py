@@ -17,7 +17,7 @@ against text concepts of the 25 ShapesWorld concepts, when that model is built; 
 synthetic concept scores of the same shape (the script says which). All timings on one CPU thread
 by default (``--threads``), the same for the three methods.
 
-Run: ``python benchmarks/sparse_head.py`` (about 3 minutes), ``--help`` for options.
+Run: ``python benchmarks/sparse_head.py`` (minutes: it is bounded by glm-saga's time budget), ``--help`` for options.
 """
 
 from __future__ import annotations

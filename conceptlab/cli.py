@@ -1,20 +1,131 @@
-"""The ``conceptlab`` command: demo, zoo build, embed, info, probe."""
+"""The ``conceptlab`` command: demo, zoo build, embed, info, probe, data.
+
+One error boundary, in :func:`main`: every failure is one line on stderr and an exit code that
+says which kind of problem it was (``EXIT_CODES``, also in ``conceptlab --help``); a traceback is
+printed only with ``--debug``. Paths given with ``--out`` and ``--store`` are checked before any
+work starts, and Ctrl-C says what was kept and how to resume.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 from conceptlab.utils import human_bytes
 
-__all__ = ["main", "build_parser"]
+__all__ = ["EXIT_CODES", "CLIError", "main", "build_parser"]
+
+#: exit code -> the kind of problem it reports
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "internal error (a bug in conceptlab: rerun with --debug and report the traceback)",
+    2: "invalid input: a bad argument, spec, probe file or value",
+    3: "a file or folder that was asked for does not exist",
+    4: "the output cannot be written: --out is a file, or a folder is not writable",
+    5: "the activation store cannot be used: --store is not a folder, or is read-only where a write is needed",
+    6: "not enough disk space or memory",
+    7: "a size is over one of conceptlab's documented limits (conceptlab.limits)",
+    8: "a saved file is corrupt (checksum, NaN weights, wrong shapes)",
+    9: "the LLM server failed (unreachable, timed out, or answered with an error)",
+    130: "interrupted (Ctrl-C); what was finished is kept, and rerunning the command resumes",
+}
+
+
+class CLIError(Exception):
+    """A user error found by the CLI itself, with its exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _exit_code(error: BaseException) -> int:
+    """The exit code of an error that reached :func:`main` (the classes of ``EXIT_CODES``)."""
+    from conceptlab.limits import LimitError
+
+    if isinstance(error, CLIError):
+        return error.code
+    checks: list[tuple[tuple[type, ...], int]] = [((LimitError,), 7)]
+    try:
+        from conceptlab.concepts.bank import ArtifactIntegrityError
+        from conceptlab.store import InsufficientDiskSpaceError, StoreCorruptionError, StoreUnavailableError
+
+        checks += [((ArtifactIntegrityError, StoreCorruptionError), 8), ((StoreUnavailableError,), 5), ((InsufficientDiskSpaceError, MemoryError), 6)]
+    except ImportError:  # pragma: no cover - a broken install is itself an internal error
+        pass
+    try:
+        from conceptlab.concepts.language.providers import LLMError, LLMResponseError
+
+        checks.append(((LLMError, LLMResponseError), 9))
+    except ImportError:  # pragma: no cover
+        pass
+    if "openai" in sys.modules:  # an error from the LLM server (only possible once openai is loaded)
+        checks.append(((sys.modules["openai"].APIError,), 9))
+    for types_, code in checks:
+        if isinstance(error, types_):
+            return code
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return 6
+    if isinstance(error, FileNotFoundError):
+        return 3
+    if isinstance(error, (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)) or (
+        isinstance(error, OSError) and error.errno in (errno.EROFS, errno.EACCES, errno.ENAMETOOLONG)
+    ):
+        return 4
+    if isinstance(error, (ValueError, KeyError)) and not isinstance(error, UnicodeError):
+        return 2
+    return 1
+
+
+def _message(error: BaseException) -> str:
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    return " ".join(text.split()) or type(error).__name__  # one line
 
 DEFAULT_BACKBONE = "zoo:shapes-clip"
 APP_ENTRY = Path(__file__).resolve().parent.parent / "dashboards" / "Home.py"
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """A folder conceptlab may write into: an existing writable folder, or one that can be created
+    (its nearest existing ancestor is a writable folder and every name fits the filesystem)."""
+    path = Path(path).expanduser()
+    for part in path.parts:
+        if len(os.fsencode(part)) > 255:
+            raise CLIError(f"{flag} {str(path)[:80]}...: the name {part[:40]!r}... is longer than a file name may be (255 bytes)", 4)
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"{flag} {path} is a file, not a folder; pass a folder (it is created if missing)", 4)
+    anchor = _nearest_existing(path)
+    if not anchor.is_dir():
+        raise CLIError(f"{flag} {path} cannot be created: {anchor} is a file", 4)
+    if not os.access(anchor, os.W_OK | os.X_OK):
+        raise CLIError(f"{flag} {path} cannot be written: {anchor} is not writable", 4)
+    return path
+
+
+def check_store_dir(path: str | os.PathLike | None) -> None:
+    """``--store`` names a folder, or a place where one can be made. A read-only store is fine:
+    complete entries are served without writing, and a needed write is its own clear error."""
+    from conceptlab.store import default_root
+
+    root = Path(path).expanduser() if path is not None else default_root()
+    if root.exists() and not root.is_dir():
+        raise CLIError(f"--store {root} is a file, not a store folder", 5)
+    anchor = _nearest_existing(root)
+    if not anchor.is_dir():
+        raise CLIError(f"--store {root} cannot be created: {anchor} is a file", 5)
 
 
 def _ensure_zoo(name: str = "shapes-clip") -> None:
@@ -70,6 +181,9 @@ def _serve_app(port: int) -> int:
 def cmd_zoo_build(args: argparse.Namespace) -> int:
     from conceptlab import zoo
 
+    if args.out is not None:
+        check_output_dir(args.out)
+    args.interrupt_note = "the zoo model was not written; rerun the command to train it again"
     overrides = {"steps": args.steps} if args.steps else {}
     card = zoo.build(args.name, out_dir=args.out, **overrides)
     print(json.dumps({k: v for k, v in card.items() if k != "loss_curve"}, indent=2))
@@ -81,17 +195,60 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from conceptlab.data import ShapesWorld
     from conceptlab.store import ActivationStore
 
+    check_store_dir(args.store)
+    if args.batch_size <= 0:
+        raise CLIError(f"--batch-size must be positive, got {args.batch_size}", 2)
+    if args.data:  # the dataset (and its size caps) before the model loads
+        from conceptlab.data import load as load_dataset
+
+        dataset = load_dataset(args.data)
+    else:
+        dataset = ShapesWorld(args.split, size=args.size, seed=args.seed)
     if args.backbone == DEFAULT_BACKBONE:
         _ensure_zoo()
     backbone = load(args.backbone)
-    dataset = ShapesWorld(args.split, size=args.size, seed=args.seed)
     store = ActivationStore(root=args.store)
     estimate = store.estimate(backbone, dataset, batch_size=args.batch_size)
     print(f"{dataset.identity} through {backbone.spec}: {json.dumps(estimate, default=str)}")
     if args.dry_run:
         return 0
+    args.interrupt_note = f"finished shards are kept in the store at {store.root}; rerun the same command to resume from them"
     acts = store.get_or_compute(backbone, dataset, batch_size=args.batch_size)
     print(f"stored {tuple(acts.shape)} under key {store.key(backbone, dataset)}")
+    return 0
+
+
+def _dataset_from_args(spec: str):
+    """A dataset spec; the shorthand ``shapesworld`` means ``shapesworld:test``."""
+    from conceptlab.data import load as load_dataset
+
+    return load_dataset("shapesworld:test" if spec == "shapesworld" else spec)
+
+
+def cmd_data_export(args: argparse.Namespace) -> int:
+    from conceptlab.data import export_dataset
+
+    check_output_dir(args.out_dir, flag="out_dir")
+    dataset = _dataset_from_args(args.source)
+    args.interrupt_note = f"the export to {args.out_dir} is incomplete; rerun the command to write it again"
+    out = export_dataset(dataset, args.out_dir, format=args.format, progress=not args.quiet)
+    reader = f"folder:{out}" if args.format == "folder" else f"csv:{out / 'labels.csv'}"
+    print(f"wrote {len(dataset)} images of {len(dataset.class_names)} classes to {out}; read it back as {reader}")
+    return 0
+
+
+def cmd_data_show(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    dataset = _dataset_from_args(args.spec)
+    counts = np.bincount(np.asarray(dataset.labels), minlength=len(dataset.class_names))
+    print(f"{args.spec}: {len(dataset)} images, {len(dataset.class_names)} classes, identity {dataset.identity}")
+    for name, count in zip(dataset.class_names, counts):
+        print(f"  {count:>7}  {name}")
+    concepts = list(getattr(dataset, "concept_names", None) or [])
+    print(f"concepts: {', '.join(concepts) if concepts else 'none annotated'}")
+    for skipped in getattr(dataset, "skipped", []):
+        print(f"skipped row {skipped['row']}: {skipped['file']} ({skipped['reason']})")
     return 0
 
 
@@ -107,37 +264,65 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("zoo:")
     for name, folder in zoo.available().items():
         print(f"  zoo:{name:<14s} {'built at ' + str(folder) if folder else 'not built (conceptlab zoo build ' + name + ')'}")
+    check_store_dir(args.store)
     store = ActivationStore(root=args.store)
     entries = store.entries()
     print(f"store: {store.root} ({len(entries)} entries, {human_bytes(store.total_bytes())})")
     for e in entries:
+        if "rows" not in e:  # a manifest that cannot be read: say so, and list the rest
+            print(f"  {e['key'][:12]}  [unreadable: {' '.join(str(e.get('error', 'no manifest')).split())}]  {human_bytes(e['bytes'])}")
+            continue
         state = "" if e.get("complete") else "  [incomplete]"
         print(f"  {e['key'][:12]}  {e['rows']:>7} x {e['dim']:<5} {human_bytes(e['bytes']):>9}  {e['backbone']}  {e['dataset']}{state}")
     return 0
 
 
 def cmd_probe_run(args: argparse.Namespace) -> int:
-    from conceptlab.probes import load_probe, run_probe
+    from conceptlab.experiments import load_probe, run_probe
+    from conceptlab.experiments.config import ProbeConfig, default_out_dir
     from conceptlab.store import ActivationStore
 
     config = load_probe(args.path)
+    if args.out is not None:
+        check_output_dir(args.out)
+    elif isinstance(config, ProbeConfig):
+        check_output_dir(default_out_dir(config), flag="the output folder")
+    check_store_dir(args.store)
+    args.interrupt_note = (
+        "embeddings already computed are kept in the activation store and nothing was written to the output "
+        "folder; rerun the same command to resume (it reuses the stored embeddings)"
+    )
     result = run_probe(config, out_dir=args.out, store=ActivationStore(root=args.store), progress=not args.quiet)
-    print(result.accuracy_table().round(4).to_string())
+    print(result.summary())
     print(f"report: {result.out_dir / 'report.html'}")
     return 0
 
 
 def cmd_probe_validate(args: argparse.Namespace) -> int:
-    from conceptlab.probes import load_probe
+    from conceptlab.experiments import load_probe
 
+    failed = 0
     for path in args.paths:
-        config = load_probe(path)
-        print(f"{path}: ok ({config.method['name']} on {config.backbone['spec']}, concepts {config.concepts['source']}, splits {', '.join(config.needed_splits)})")
+        try:
+            config = load_probe(path)
+        except (ValueError, OSError) as error:
+            if len(args.paths) == 1:
+                raise
+            failed += 1
+            print(f"conceptlab: error: {_message(error)}", file=sys.stderr)
+            continue
+        print(f"{path}: ok ({config.summary()})")
+    if failed:
+        raise CLIError(f"{failed} of {len(args.paths)} probe files are invalid", 2)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="conceptlab", description=__doc__)
+    epilog = "exit codes:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES.items())
+    parser = argparse.ArgumentParser(
+        prog="conceptlab", description=__doc__.split("\n\n")[0], epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="print the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="build the default workspace (ShapesWorld + zoo:shapes-clip) and serve the app")
@@ -156,8 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--steps", type=int, default=None, help="override the recipe's training steps")
     build.set_defaults(func=cmd_zoo_build)
 
-    embed = sub.add_parser("embed", help="embed a ShapesWorld split into the activation store")
+    embed = sub.add_parser("embed", help="embed a dataset (a ShapesWorld split by default) into the activation store")
     embed.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    embed.add_argument("--data", default=None, help="a dataset spec: folder:PATH, csv:PATH, hf:PATH, shapesworld:SPLIT?size=N (overrides --split/--size/--seed)")
     embed.add_argument("--split", default="test")
     embed.add_argument("--size", type=int, default=None)
     embed.add_argument("--seed", type=int, default=0)
@@ -178,6 +364,18 @@ def build_parser() -> argparse.ArgumentParser:
     probe_validate.add_argument("paths", nargs="+")
     probe_validate.set_defaults(func=cmd_probe_validate)
 
+    data = sub.add_parser("data", help="datasets: show a dataset spec, export ShapesWorld as a folder or CSV")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    data_export = data_sub.add_parser("export", help="write a dataset as a folder (one sub-folder per class) or a CSV table with images")
+    data_export.add_argument("source", help="a dataset spec, e.g. shapesworld:test?size=200 (shapesworld alone = the test split)")
+    data_export.add_argument("out_dir", help="the folder to create")
+    data_export.add_argument("--format", choices=["folder", "csv"], default="folder")
+    data_export.add_argument("--quiet", action="store_true", help="no progress bar")
+    data_export.set_defaults(func=cmd_data_export)
+    data_show = data_sub.add_parser("show", help="check a dataset spec and print its classes and concepts")
+    data_show.add_argument("spec")
+    data_show.set_defaults(func=cmd_data_show)
+
     info = sub.add_parser("info", help="devices, zoo models, store contents")
     info.add_argument("--store", default=None)
     info.set_defaults(func=cmd_info)
@@ -185,12 +383,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every error becomes one line on stderr and its exit code (``EXIT_CODES``)."""
     args = build_parser().parse_args(argv)
+    args.interrupt_note = "nothing was written"
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"conceptlab: error: {error}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"\nconceptlab: interrupted; {args.interrupt_note}", file=sys.stderr)
+        return 130
+    except Exception as error:
+        code = _exit_code(error)
+        if args.debug:
+            traceback.print_exc()
+        if code == 1:
+            print(f"conceptlab: internal error: {type(error).__name__}: {_message(error)} "
+                  "(rerun with --debug for the traceback, and please report it)", file=sys.stderr)
+        else:
+            print(f"conceptlab: error: {_message(error)}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

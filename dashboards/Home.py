@@ -1,18 +1,12 @@
-"""conceptlab: choose a backbone and a ShapesWorld slice, and see what the activation store holds."""
+"""conceptlab: choose a backbone and a dataset (ShapesWorld or your own), and see what the activation store holds."""
 
-import sys
-from pathlib import Path
+import streamlit as st
+import workbench
 
-DASHBOARDS = str(Path(__file__).resolve().parent)  # for `import lib`
-if DASHBOARDS not in sys.path:
-    sys.path.insert(0, DASHBOARDS)
+from conceptlab import zoo
+from conceptlab.utils import human_bytes
 
-import streamlit as st  # noqa: E402
-
-import lib  # noqa: E402
-from conceptlab import zoo  # noqa: E402
-
-selection = lib.page_setup("conceptlab")
+selection = workbench.page_setup("conceptlab")
 st.markdown(
     "A workbench for finding, naming, testing and editing the concepts inside models. "
     "Choose a **backbone** and a **dataset** in the sidebar; every page works on that selection."
@@ -22,8 +16,8 @@ backbone_col, dataset_col = st.columns(2)
 with backbone_col:
     st.subheader("Backbone")
     try:
-        backbone = lib.try_load_backbone(selection.backbone)
-    except lib.BackboneUnavailable as error:
+        backbone = workbench.try_load_backbone(selection.backbone)
+    except workbench.BackboneUnavailable as error:
         backbone = None
         st.error(str(error), icon=":material/error:")
     else:
@@ -35,11 +29,17 @@ with backbone_col:
 
 with dataset_col:
     st.subheader("Dataset")
-    dataset = lib.load_dataset(selection)
+    dataset = workbench.load_dataset(selection)
     st.markdown(selection.dataset_label)
     st.caption(f"{len(dataset.class_names)} classes · {len(dataset.concept_names)} ground-truth concepts · `{dataset.identity}`")
+    if not selection.is_shapesworld:
+        st.caption(f"{len(dataset)} images · classes: {', '.join(dataset.class_names[:12])}{' …' if len(dataset.class_names) > 12 else ''}")
+        if not dataset.concept_names:
+            st.info("No concept annotations: pages that grade concepts against ground truth hide the grading.", icon=":material/info:")
+        for skipped in getattr(dataset, "skipped", []):
+            st.warning(f"Skipped row {skipped['row']}: `{skipped['file']}` ({skipped['reason']})", icon=":material/warning:")
 
-store = lib.get_store()
+store = workbench.get_store()
 current_key = None
 st.subheader("Embeddings of this selection")
 if backbone is None:
@@ -55,19 +55,19 @@ else:
             f"about {estimate['peak_memory']} of memory. The Embeddings page computes them on first visit."
         )
         if st.button("Compute them now"):
-            lib.load_embeddings(backbone, dataset)
+            workbench.load_embeddings(backbone, dataset)
             st.rerun()
 
 st.subheader("Activation store")
 entries = store.entries()
-st.caption(f"`{store.root}` · {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} · {lib.human_bytes(store.total_bytes())}")
+st.caption(f"`{store.root}` · {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} · {human_bytes(store.total_bytes())}")
 if entries:
-    lib.store_table(entries, current_key)
+    workbench.store_table(entries, current_key)
 else:
     st.info("The store is empty. Open the Embeddings page (or press the button above) to fill it.")
 if st.button("Reload models and data", help="Clear the app's caches, e.g. after rebuilding a zoo model"):
-    lib.clear_caches()
+    workbench.clear_caches()
     st.rerun()
 
 st.subheader("Pages")
-lib.page_links()
+workbench.page_links()

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up .venv/ at the repository root: pinned torch, conceptlab (editable) and its dependencies.
-# --test adds the test extras and Debian's chromium for the browser tests.
-# Re-running is cheap: each step is skipped when its stamp is newer than what it depends on.
+# pyproject.toml states compatible ranges; constraints.txt pins the versions we test, and every
+# install here goes through it. --test adds the test extras and Debian's chromium for the browser
+# tests. Re-running is cheap: each step is skipped when its stamp is newer than pyproject.toml and
+# constraints.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want_test=0
@@ -17,21 +19,26 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 PIP=".venv/bin/python -m pip"
+# the exact torch build we test (the library itself only asks for a range)
+TORCH="torch==2.14.1 torchvision==0.29.1"
+
+# true when the stamp $1 is missing or older than what the install depends on
+stale() { [ ! -f "$1" ] || [ pyproject.toml -nt "$1" ] || [ constraints.txt -nt "$1" ]; }
 
 stamp=.venv/.conceptlab-setup
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "[setup] installing torch 2.14.1 + torchvision 0.29.1 and conceptlab (a few minutes the first time)"
+if stale "$stamp"; then
+  echo "[setup] installing $TORCH and conceptlab (a few minutes the first time)"
   $PIP install -q --upgrade pip >/dev/null 2>&1 || true
-  $PIP install -q torch==2.14.1 torchvision==0.29.1
-  $PIP install -q -e .
+  $PIP install -q -c constraints.txt $TORCH
+  $PIP install -q -c constraints.txt -e .
   touch "$stamp"
 fi
 
 if [ "$want_test" = 1 ]; then
   tstamp=.venv/.conceptlab-setup-test
-  if [ ! -f "$tstamp" ] || [ pyproject.toml -nt "$tstamp" ]; then
+  if stale "$tstamp"; then
     echo "[setup] installing test extras"
-    $PIP install -q -e '.[test]'
+    $PIP install -q -c constraints.txt -e '.[test]'
     touch "$tstamp"
   fi
   if [ ! -x /usr/bin/chromium ]; then

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 pytest.importorskip("streamlit")
+import workbench  # noqa: E402  (dashboards/workbench: pytest's pythonpath)
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 DASHBOARDS = Path(__file__).resolve().parents[1] / "dashboards"
@@ -22,9 +21,6 @@ CONCEPT = "a red shape"
 SCORED = re.compile(r"^([+-]\d+\.\d+) · #(\d+) ")
 PLAIN = re.compile(r"^#(\d+) ")
 
-sys.path.insert(0, str(DASHBOARDS))
-import lib  # noqa: E402  (the app's shared module)
-
 
 @pytest.fixture()
 def app_env(isolated_home, tiny_clip_dir, monkeypatch):
@@ -32,8 +28,8 @@ def app_env(isolated_home, tiny_clip_dir, monkeypatch):
     import streamlit as st
 
     spec = f"local-dir:{tiny_clip_dir}"
-    monkeypatch.setenv(lib.ENV_BACKBONE, spec)
-    monkeypatch.setenv(lib.ENV_DATASET, f"test:{SIZE}:0")
+    monkeypatch.setenv(workbench.ENV_BACKBONE, spec)
+    monkeypatch.setenv(workbench.ENV_DATASET, f"test:{SIZE}:0")
     st.cache_data.clear()
     st.cache_resource.clear()
     yield spec
@@ -216,26 +212,3 @@ def test_map_colours_by_any_attribute_with_hover(app_env):
         spec = app.get("plotly_chart")[-1].proto.spec
         assert '"legendgroup":"' in spec and f"{colour}=" in spec
     assert "hovertemplate" in spec and "class=" in spec and "background=" in spec and "image=" in spec
-
-
-# -- the shared module's pure helpers ------------------------------------------------------------
-
-def test_ground_truth_matching_and_auroc():
-    from conceptlab.data import ATTRIBUTE_VALUES
-
-    assert lib.family_of_text("A Red shape", ATTRIBUTE_VALUES) == "color"
-    assert lib.family_of_text("something at the top left", ATTRIBUTE_VALUES) == "position"
-    assert lib.family_of_text("a cat", ATTRIBUTE_VALUES) is None
-    frame = pd.DataFrame({family: [values[0], values[1]] * 2 for family, values in ATTRIBUTE_VALUES.items()})
-    scores = np.array([0.9, 0.1, 0.8, 0.2])
-    assert lib.ground_truth_auroc("a red circle", scores, frame, ATTRIBUTE_VALUES) == {"shape:circle": 1.0, "color:red": 1.0}
-
-
-def test_rank_and_filter_helpers():
-    scores = np.array([0.5, 0.9, 0.1, 0.7, 0.3])
-    top, bottom = lib.rank_indices(scores, np.array([0, 2, 3, 4]), 2)
-    assert list(top) == [3, 0] and list(bottom) == [2, 4]
-    frame = pd.DataFrame({"color": ["red", "blue", "red"], "shape": ["circle", "circle", "star"]})
-    assert list(lib.filter_mask(frame, {"color": ["red"], "shape": []})) == [True, False, True]
-    coords, variance = lib.pca_2d(np.random.default_rng(0).normal(size=(10, 6)))
-    assert coords.shape == (10, 2) and variance[0] >= variance[1]

@@ -10,13 +10,13 @@ from __future__ import annotations
 import base64
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("streamlit")
+import workbench  # noqa: E402  (dashboards/workbench: pytest's pythonpath)
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 DASHBOARDS = Path(__file__).resolve().parents[1] / "dashboards"
@@ -24,9 +24,6 @@ PAGE = str(DASHBOARDS / "pages" / "2_Concept_bottleneck.py")
 TRAIN, EVAL, SHOWN = 500, 100, 32
 STATE = {"cl.cbm.train_size": TRAIN, "cl.cbm.eval_size": EVAL}
 BACKGROUNDS = ["background:white", "background:black", "background:gray", "background:beige"]
-
-sys.path.insert(0, str(DASHBOARDS))
-import lib  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +38,8 @@ def env(tmp_path_factory, request):
     home = tmp_path_factory.mktemp("cbm-app-home")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CONCEPTLAB_HOME", str(home))
-        patch.setenv(lib.ENV_BACKBONE, spec)
-        patch.setenv(lib.ENV_DATASET, f"shifted:{SHOWN}:0")
+        patch.setenv(workbench.ENV_BACKBONE, spec)
+        patch.setenv(workbench.ENV_DATASET, f"shifted:{SHOWN}:0")
         st.cache_data.clear()
         st.cache_resource.clear()
         yield {"spec": spec, "home": home, "zoo": zoo_built}
@@ -65,8 +62,7 @@ def reference(env):
     from conceptlab.backbones import load
     from conceptlab.cbm import PCBM
     from conceptlab.concepts import text_concepts
-    from conceptlab.data import ShapesWorld
-    from conceptlab.probes import shapesworld_text_prompts
+    from conceptlab.data import ShapesWorld, shapesworld_text_prompts
     from conceptlab.store import ActivationStore
 
     run()  # let the page fill the store first
@@ -219,3 +215,101 @@ def test_pcbm_h_trains_and_explains_with_a_residual(env, reference):
     bars = chart(app, "cl.cbm.contributions")["data"][0]
     assert "(residual)" in bars["y"] and "(intercept)" in bars["y"]
     assert re.search(r"PCBM-h trained on 500 train images", " ".join(texts(app.caption)))
+
+
+# -- trustworthy CBM panels: intervals, true-value interventions, where it looks, edits side by side --
+
+
+def test_accuracies_carry_the_librarys_intervals(env, reference):
+    from conceptlab.metrics import accuracy_ci
+
+    app = run()
+    model = reference["model"]
+    caption = next(t for t in texts(app.caption) if t.startswith("95 % bootstrap intervals"))
+    for split in ("val", "shifted"):
+        x, y = reference["data"][split]
+        assert f"{split} {accuracy_ci(y, model.predict(x)).format()}" in caption
+
+
+def test_true_value_interventions_are_the_librarys(env, reference):
+    from conceptlab.cbm.interventions import fit_calibrator, intervene_with_truth, intervention_curves
+    from conceptlab.data import ShapesWorld
+
+    app = run(**{"cl.cbm.tv_policy": "weight", "cl.cbm.tv_k": 3})
+    model = reference["model"]
+    train_ds, val_ds = ShapesWorld("train", size=TRAIN, seed=0), ShapesWorld("val", size=EVAL, seed=0)
+    calibrator = fit_calibrator(model, reference["data"]["train"][0], frame(train_ds))
+    expected = intervention_curves(model, reference["data"]["val"][0], val_ds.labels, frame(val_ds), calibrator=calibrator, n_random=3, n_boot=500)
+    traces = {t["name"]: t for t in chart(app, "cl.cbm.tv_curves")["data"] if t.get("mode") == "lines+markers"}
+    assert set(traces) == {"random", "weight", "uncertainty"}
+    for policy, trace in traces.items():
+        np.testing.assert_allclose(values(trace["y"]), expected.loc[expected["policy"] == policy, "accuracy"], atol=1e-9)
+    embeddings, shown = reference["shown"]
+    out = intervene_with_truth(model, embeddings[:1], frame(shown).iloc[:1], k=3, policy="weight", calibrator=calibrator)
+    message = next(t for t in texts(app.markdown) if t.startswith("This image, weight policy, k = 3"))
+    assert f"**{model.class_names_[int(out['predictions'][0])]}**" in message
+    assert all(f"`{model.concept_names_[j]}`" in message for j in np.flatnonzero(out["intervened"][0]))
+
+
+def frame(dataset):
+    import pandas as pd
+
+    return pd.DataFrame(dataset.concepts, columns=dataset.concept_names)
+
+
+def test_where_does_it_look_grades_the_explained_concept(env, reference):
+    from conceptlab.backbones import load
+    from conceptlab.cbm.grounding import ground_model
+
+    app = run()
+    model = reference["model"]
+    _, shown = reference["shown"]
+    concept = app.selectbox(key="cl.cbm.where_concept.0").value
+    panel = chart(app, "cl.cbm.where_panel")
+    assert [t["type"] for t in panel["data"]][:2] == ["image", "heatmap"] and sum(t["type"] == "contour" for t in panel["data"]) == 2
+    expected = ground_model(load(env["spec"], device="cpu"), model, shown, [0], concepts=[concept], positives_only=False).frame.set_index("method")
+    metrics = {m.label: m.value for m in app.metric}
+    region = "background" if concept.startswith("background:") else "shape"
+    for method, label in (("integrated_gradients", "IG"), ("occlusion", "Occlusion")):
+        assert float(metrics[f"{label}: mass in the {region}"]) == pytest.approx(expected.loc[method, "mass"], abs=0.006)
+        assert metrics[f"{label}: pointing game"] == ("hit" if expected.loc[method, "hit"] else "miss")
+    # every family, graded on the first images of the split shown: the library's table
+    app.number_input(key="cl.cbm.where_n").set_value(2).run()
+    app.toggle(key="cl.cbm.where_families").set_value(True).run()
+    assert not app.exception
+    table = next(d.value for d in app.dataframe if "pointing" in d.value.columns)
+    library = ground_model(load(env["spec"], device="cpu"), model, shown, range(2), ig={"steps": 8, "n_baselines": 1}).table(n_boot=500)
+    np.testing.assert_allclose(table["mass"].to_numpy(), library["mass"].to_numpy(), atol=1e-6)
+    assert list(table["family"]) == list(library["family"])
+
+
+def test_edits_side_by_side_with_intervals(env, reference):
+    from conceptlab.cbm.editing import editing_comparison, editing_study
+
+    app = run()
+    prune = next(m for m in app.multiselect if m.label.startswith("Concepts to prune"))
+    prune.set_value(BACKGROUNDS).run()
+    model = reference["model"]
+    val, shifted = reference["data"]["val"], reference["data"]["shifted"]
+    study = editing_study(model, {"val": val, "shifted": shifted}, concepts=BACKGROUNDS)
+    caption = next(t for t in texts(app.caption) if t.startswith("val: before"))
+    low, high = study.intervals.loc["shifted", ["after_low", "after_high"]]
+    assert f"after [{low:.3f}, {high:.3f}]" in caption and "McNemar p" in caption
+    app.toggle(key="cl.cbm.compare_edits").set_value(True).run()
+    assert not app.exception
+    table = next(d.value for d in app.dataframe if "prune + normalize" in d.value.index)
+    expected = editing_comparison(model, reference["data"]["train"], {"val": val, "shifted": shifted}, BACKGROUNDS,
+                                  groups=None, test_split="val").table
+    assert list(table.index)[:4] == ["original", "prune", "prune + normalize", "refit without"]
+    for name in expected.index:
+        assert table.loc[name, "shifted"] == pytest.approx(expected.loc[name, "shifted"], abs=1e-9)
+        assert table.loc[name, "shifted_low"] == pytest.approx(expected.loc[name, "shifted_low"], abs=1e-9)
+    assert "DFR (group-balanced)" in table.index
+
+
+def test_a_sequential_pcbm_trains_on_the_page_with_concept_labels(env, reference):
+    app = run(**{"cl.cbm.source": "Train Sequential PCBM"})
+    assert not app.error and not app.exception
+    assert any("calibrated concept probabilities" in t for t in texts(app.markdown))
+    summary = next(d.value for d in app.dataframe if "uncertainty" in d.value.index)
+    assert summary.loc["weight", "all"] >= summary.loc["weight", "k=0"]

@@ -3,22 +3,19 @@ accuracy is the model's own score."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("streamlit")
+import workbench  # noqa: E402  (dashboards/workbench: pytest's pythonpath)
 from streamlit.testing.v1 import AppTest  # noqa: E402
+from workbench import cbm  # noqa: E402
 
 DASHBOARDS = Path(__file__).resolve().parents[1] / "dashboards"
 PAGE = str(DASHBOARDS / "pages" / "4_Concept_set.py")
 TRAIN, EVAL = 300, 100
-
-sys.path.insert(0, str(DASHBOARDS))
-import lib  # noqa: E402
-from lib import cbm  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +28,7 @@ def env(tmp_path_factory, request):
     home = tmp_path_factory.mktemp("concept-set-home")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CONCEPTLAB_HOME", str(home))
-        patch.setenv(lib.ENV_BACKBONE, spec)
+        patch.setenv(workbench.ENV_BACKBONE, spec)
         patch.setenv(cbm.ENV_SIZES, f"{TRAIN}:{EVAL}")
         st.cache_data.clear()
         st.cache_resource.clear()
@@ -52,19 +49,19 @@ def shown_accuracy(app) -> str:
 
 
 def val_split():
+    import os
+
     from conceptlab.backbones import load
     from conceptlab.data import ShapesWorld
     from conceptlab.store import ActivationStore
 
-    import os
-
-    backbone = load(os.environ[lib.ENV_BACKBONE], device="cpu")
+    backbone = load(os.environ[workbench.ENV_BACKBONE], device="cpu")
     dataset = ShapesWorld("val", size=EVAL, seed=0)
     return ActivationStore().get_or_compute(backbone, dataset, progress=False), np.asarray(dataset.labels)
 
 
 def test_page_shows_candidates_filters_and_selection(env):
-    from conceptlab.concepts.generation import shapesworld_concept_set
+    from conceptlab.concepts.language import shapesworld_concept_set
 
     app = run()
     candidates = app.dataframe[0].value

@@ -8,13 +8,13 @@ short SAE keep it light. One CONCEPTLAB_HOME and one set of Streamlit caches ser
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("streamlit")
+import workbench  # noqa: E402  (dashboards/workbench: pytest's pythonpath)
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'utils' module has been deprecated:DeprecationWarning")
@@ -23,9 +23,6 @@ DASHBOARDS = Path(__file__).resolve().parents[1] / "dashboards"
 PAGE = str(DASHBOARDS / "pages" / "3_Discovered_concepts.py")
 TRAIN, SHOWN = 300, 48
 STATE = {"cl.dn.train_size": TRAIN, "cl.dn.latents": 32, "cl.dn.steps": 60}
-
-sys.path.insert(0, str(DASHBOARDS))
-import lib  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +36,8 @@ def env(tmp_path_factory, request):
     home = tmp_path_factory.mktemp("dn-app-home")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CONCEPTLAB_HOME", str(home))
-        patch.setenv(lib.ENV_BACKBONE, spec)
-        patch.setenv(lib.ENV_DATASET, f"test:{SHOWN}:0")
+        patch.setenv(workbench.ENV_BACKBONE, spec)
+        patch.setenv(workbench.ENV_DATASET, f"test:{SHOWN}:0")
         st.cache_data.clear()
         st.cache_resource.clear()
         yield {"spec": spec, "home": home}
@@ -70,7 +67,7 @@ def feature_frame(app: AppTest):
 def test_top_images_are_the_true_top_activations(env):
     from conceptlab.backbones import load
     from conceptlab.data import ShapesWorld
-    from conceptlab.discovery import SparseAutoencoder
+    from conceptlab.discovery import DiscoveryRun, grade_latents
     from conceptlab.store import ActivationStore
 
     app = run()
@@ -79,12 +76,16 @@ def test_top_images_are_the_true_top_activations(env):
     app.button(key="cl.dn.save").click()
     app = run(app)
     assert any("Saved to" in str(s.value) for s in app.success)
-    saved = env["home"] / "discovery" / "run-a"
-    sae = SparseAutoencoder.load(saved / "sae")
-    mean = np.asarray(__import__("json").loads((saved / "run.json").read_text())["input_mean"], dtype=np.float32)
+    saved = DiscoveryRun.load(env["home"] / "discovery" / "run-a")
+    assert saved.sae.center and saved.settings["n_latents"] == 32 and saved.provenance["backbone"] == env["spec"]
     backbone = load(env["spec"], device="cpu")
     X = ActivationStore().get_or_compute(backbone, ShapesWorld("test", size=SHOWN, seed=0), progress=False).numpy()
-    z = sae.encode(X - mean).numpy()[:, latent]
+    z = saved.encode(X).numpy()[:, latent]
+    test = ShapesWorld("test", size=SHOWN, seed=0)
+    report = grade_latents(saved.encode(X), test.concepts, test.concept_names, saved.names)
+    shown = {metric.label: metric.value for metric in app.metric}
+    assert shown["Naming precision"] == f"{report.naming_precision:.2f}"  # the library's numbers, not the page's
+    assert shown["Concepts recovered"] == f"{report.recovery} / {report.n_concepts}"
     expected = [int(i) for i in np.argsort(-z, kind="stable")[:16] if z[i] > 0]
     assert shown_indices(app) == expected
     scores = [float(c.split(" · ")[0]) for image in app.image for c in image.captions]

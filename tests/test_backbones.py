@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
@@ -84,9 +82,9 @@ def test_local_dir_missing_pieces(tmp_path):
 
 
 def test_zoo_model_not_built_names_the_build_command(isolated_home, monkeypatch):
-    from conceptlab import zoo
+    from conceptlab.zoo import catalog
 
-    monkeypatch.setattr(zoo, "_PACKAGE_WEIGHTS", isolated_home / "nowhere")
+    monkeypatch.setattr(catalog, "_PACKAGE_WEIGHTS", isolated_home / "nowhere")
     with pytest.raises(FileNotFoundError, match="conceptlab zoo build shapes-clip"):
         load("zoo:shapes-clip")
 

@@ -65,7 +65,6 @@ def start_app(request, tmp_path_factory, name: str, **env_overrides: str) -> dic
         "CONCEPTLAB_HOME": str(home),
         "HF_HUB_OFFLINE": "1",
         "CONCEPTLAB_DEFAULT_BACKBONE": spec,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         **env_overrides,
     }
     log = (home / "streamlit.log").open("w")

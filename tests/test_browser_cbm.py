@@ -61,3 +61,25 @@ def test_concept_bottleneck_page(page, app_url):  # noqa: F811  (page is the imp
         expect(editing).to_have_count(1)
         expect(page.locator('[data-testid="stMetric"]').filter(has_text="shifted accuracy after pruning")).to_have_count(1)
     assert screenshot(page, "Concept_bottleneck").stat().st_size > 10_000
+
+
+def test_trustworthy_panels_render(page, app_url):  # noqa: F811  (page is the imported fixture)
+    """Intervals under the accuracies, the intervention curves per policy, and "Where does it look"
+    with its image, attribution maps and mask outline, as a person sees them."""
+    page.goto(f"{app_url['url']}/Concept_bottleneck")
+    page.get_by_text("Prune spurious concepts").first.wait_for()
+    settle(page)
+    expect(page.get_by_text("95 % bootstrap intervals over the images").first).to_be_visible()
+    plots = page.locator(".js-plotly-plot")
+    curves = plots.filter(has_text="take their true value")
+    expect(curves).to_have_count(1)
+    for policy in ("random", "weight", "uncertainty"):
+        expect(curves).to_contain_text(policy)
+    expect(curves.locator("g.scatterlayer path.js-line").first).to_be_attached()
+    where = plots.filter(has_text="looks (outline")
+    expect(where).to_have_count(1)
+    where.scroll_into_view_if_needed()
+    expect(where.locator("g.heatmaplayer image, g.hm image").first).to_be_attached()  # the attribution maps
+    expect(where.locator("g.contourlayer path, g.contour path").first).to_be_attached()  # the mask's outline
+    expect(page.locator('[data-testid="stMetric"]').filter(has_text="pointing game")).to_have_count(2)
+    assert screenshot(page, "Concept_bottleneck_trustworthy").stat().st_size > 10_000

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.exceptions import NotFittedError
 
-from conceptlab.cbm import PCBM, ConceptBottleneckModel, PCBMHybrid, pcbm_lambda
+from conceptlab.cbm import PCBM, ConceptBottleneckModel, DotLayer, Head, PCBMHybrid, pcbm_lambda
 from conceptlab.concepts import Concept, ConceptBank, UnknownNameError
 from conceptlab.data import CLASS_RULES, ShapesWorld
 
@@ -271,22 +271,30 @@ def test_estimator_contract(world):
     model = PCBM(world["bank"], world["classes"], lam=1e-3)
     assert not model.is_fitted and not hasattr(model, "weight_")
     assert model.get_params()["lam"] == 1e-3 and model.set_params(lam=2e-3) is model and model.lam == 2e-3
-    with pytest.raises(ValueError, match="no parameter"):
+    with pytest.raises(ValueError, match="Invalid parameter 'lr'"):
         model.set_params(lr=1)
     assert model.fit(world["Xtr"][:400], world["ytr"][:400]) is model and model.lam_ == 2e-3
     assert "PCBM(" in repr(model) and "fitted" in repr(model)
 
 
 def test_dot_scores_and_a_custom_subclass():
-    class Fixed(ConceptBottleneckModel):
-        """A minimal subclass: a fixed head, to check the base class is generic."""
-
-        def _fit(self, X, scores, y):
+    class FixedHead(Head):
+        def fit_head(self, scores, y, n_classes, context):
             self.weight_ = torch.tensor([[1.0, -1.0], [-1.0, 1.0]])
             self.bias_ = torch.zeros(2)
+            return self
+
+    class Fixed(ConceptBottleneckModel):
+        """A minimal subclass: dot scores and a fixed head, to check the base class is generic."""
+
+        def _make_layer(self):
+            return DotLayer()
+
+        def _make_head(self, n_concepts, n_classes):
+            return FixedHead()
 
     bank = ConceptBank([Concept("a", [2.0, 0.0], "s", bias=1.0), Concept("b", [0.0, 1.0], "s")])
-    model = Fixed(bank, ["A", "B"], score_mode="dot").fit(np.eye(2), [0, 1])
+    model = Fixed(bank, ["A", "B"]).fit(np.eye(2), [0, 1])
     np.testing.assert_allclose(model.transform([[1.0, 3.0]]), [[2.0, 3.0]])  # dot: no bias, no norm
     assert model.predict([[1.0, 3.0]]).tolist() == [1]
     assert model.intervene([[1.0, 3.0]], set={"a": 10.0}).predictions.tolist() == [0]

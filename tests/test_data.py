@@ -69,7 +69,10 @@ def test_spurious_background_in_train_broken_in_shifted():
     usual = {k: bg for k, (_, bg) in enumerate(CLASS_RULES.values())}
     train = ShapesWorld("train", size=1000, seed=0)
     shifted = ShapesWorld("shifted", size=500, seed=0)
-    on_usual = lambda ds: np.mean([bg == usual[y] for bg, y in zip(ds.attributes["background"], ds.labels)])
+
+    def on_usual(ds):
+        return np.mean([bg == usual[y] for bg, y in zip(ds.attributes["background"], ds.labels)])
+
     assert 0.85 <= on_usual(train) <= 0.95
     assert on_usual(shifted) == 0.0
 

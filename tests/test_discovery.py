@@ -204,6 +204,55 @@ def test_resampling_follows_the_anthropic_recipe():
     assert torch.equal(W_dec[0], torch.ones(d_in)) and optimizer.state[W_dec]["exp_avg"][0].sum() == d_in
 
 
+def test_centred_sae_takes_raw_inputs_and_equals_training_on_centred_ones(tmp_path, world):
+    """center=True = fitting on X − mean and subtracting the mean before encoding (adding it after
+    decoding); the folder loads back with its mean, in sae-lens too, and gives raw-input encodings."""
+    from sae_lens import SAE
+
+    X = world[0][:512] + 3.0  # far from the origin, so centring matters
+    params = dict(SMALL, steps=40, batch_size=128, seed=0)
+    centred = SparseAutoencoder(**params, center=True).fit(X)
+    mean = X.double().mean(0).float()
+    by_hand = SparseAutoencoder(**params).fit(X - mean)
+    assert torch.allclose(centred.input_mean_, mean) and by_hand.input_mean_ is None
+    assert torch.allclose(centred.encode(X), by_hand.encode(X - mean), atol=1e-5)
+    assert torch.allclose(centred.reconstruct(X), by_hand.reconstruct(X - mean) + mean, atol=1e-5)
+    assert torch.allclose(centred.decode(centred.encode(X)), centred.reconstruct(X))
+    np.testing.assert_allclose(centred.transform(X), by_hand.transform(X - mean), atol=1e-5)
+    assert centred.evaluate(X).explained_variance == pytest.approx(by_hand.evaluate(X - mean).explained_variance, abs=1e-5)
+    assert torch.equal(centred.decoder_directions, by_hand.decoder_directions)
+    centred.save(tmp_path / "c")
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["cfg.json", "input_mean.safetensors", "sae_weights.safetensors"]
+    assert json.loads((tmp_path / "c" / "cfg.json").read_text())["metadata"]["conceptlab"]["params"]["center"] is True
+    again = SparseAutoencoder.load(tmp_path / "c")
+    assert again.center and torch.equal(again.input_mean_, centred.input_mean_)
+    assert torch.equal(again.encode(X), centred.encode(X))
+    with torch.no_grad():
+        assert torch.allclose(SAE.load_from_disk(str(tmp_path / "c")).encode(X), centred.encode(X))
+    by_hand.save(tmp_path / "c")  # an uncentred SAE saved over it leaves no stale mean behind
+    assert not (tmp_path / "c" / "input_mean.safetensors").exists() and SparseAutoencoder.load(tmp_path / "c").input_mean_ is None
+    (tmp_path / "c" / "input_mean.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ValueError, match="input_mean"):
+        SparseAutoencoder.load(tmp_path / "c")
+
+
+def test_sklearn_clone_and_params():
+    from sklearn.base import BaseEstimator, clone
+
+    sae = SparseAutoencoder(n_latents=12, l1=0.5, center=True, progress=False)
+    assert isinstance(sae, BaseEstimator)
+    twin = clone(sae)
+    assert twin is not sae and twin.get_params() == sae.get_params() and not twin.is_fitted
+    assert set(sae.get_params()) == {"expansion", "n_latents", "architecture", "l1", "k", "lr", "epochs", "steps", "batch_size",
+                                     "resample_every", "unit_norm_decoder", "mse_reduction", "init", "center", "seed", "device",
+                                     "progress"}
+    assert sae.set_params(l1=0.1) is sae and sae.l1 == 0.1
+    with pytest.raises(ValueError, match="no_such"):
+        sae.set_params(no_such=1)
+    fitted = SparseAutoencoder(**dict(SMALL, steps=5, batch_size=64)).fit(planted_world(n=128)[0])
+    assert not clone(fitted).is_fitted and "fitted" in repr(fitted)
+
+
 @pytest.mark.parametrize(
     "bad, message",
     [
@@ -423,6 +472,8 @@ def test_grading_on_a_planted_world():
     recovered = report.concepts.set_index("concept")["recovered"]
     assert recovered.to_dict() == {"color:red": True, "position:top-left": True, "shape:circle": False, "fill:striped": True}
     assert report.summary()["n_named_correctly"] == 2
+    np.testing.assert_allclose(report.latents["firing"], (Z[:, :4] != 0).mean(0))
+    np.testing.assert_allclose(report.latents["mean_activation"][[0, 3]], [Z[Y[:, 0], 0].mean(), Z[Y[:, 3], 3].mean()])
     with pytest.raises(ValueError, match="names for"):
         grade_latents(Z, Y, concept_names, names[:3])
     with pytest.raises(ValueError, match="concept rows"):

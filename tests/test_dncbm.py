@@ -1,4 +1,4 @@
-"""DN-CBM: a bias-free sparse probe on SAE latents, on a synthetic world whose classes follow a rule."""
+"""DN-CBM: a bias-free sparse linear head on SAE latents, on a synthetic world whose classes follow a rule."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from conceptlab.cbm.dncbm import DNCBM, coverage, train_sparse_probe
-from conceptlab.cbm.model import ConceptBottleneckModel
+from conceptlab.cbm import DNCBM, ConceptBottleneckModel
+from conceptlab.cbm.heads import train_sparse_head
+from conceptlab.cbm.methods.dncbm import coverage
 from conceptlab.discovery import SparseAutoencoder, name_directions
 
 # importing sae-lens warns about a transformer-lens module it uses; not ours to fix
@@ -45,7 +46,7 @@ def model(world):
     return DNCBM.from_sae(sae, lam=0.01, lr=1e-2, epochs=30, batch_size=256, class_names=["a", "b", "c", "d"]).fit(X, y)
 
 
-def test_probe_reaches_high_accuracy_and_is_bias_free(world, model):
+def test_head_reaches_high_accuracy_and_is_bias_free(world, model):
     _, _, X_test, y_test, _, sae = world
     assert isinstance(model, ConceptBottleneckModel)
     assert model.score(X_test, y_test) >= 0.9
@@ -55,7 +56,7 @@ def test_probe_reaches_high_accuracy_and_is_bias_free(world, model):
     assert np.allclose(model.transform(X_test[:5]), scores)
     assert np.allclose(model.decision_function(X_test[:5]), scores @ model.coef_.T, atol=1e-5)
     assert model.history_.n_val == 160 and len(model.history_.val_accuracy) == 30  # 90/10 split, logged every epoch
-    assert model.provenance_["probe"]["bias"] is False and model.provenance_["probe"]["selection"] == "last epoch"
+    assert model.provenance_["bias"] is False and model.provenance_["selection"] == "last epoch"
 
 
 def test_explanations_sum_to_the_logit(world, model):
@@ -101,15 +102,15 @@ def test_probe_penalty_is_the_mean_absolute_weight():
     g = torch.Generator().manual_seed(0)
     scores = torch.rand(200, 6, generator=g)
     labels = (scores[:, 0] > scores[:, 1]).long()
-    light, _ = train_sparse_probe(scores, labels, 2, lam=0.0, lr=0.05, epochs=20, batch_size=50, seed=0)
-    heavy, history = train_sparse_probe(scores, labels, 2, lam=5.0, lr=0.05, epochs=20, batch_size=50, seed=0)
+    light, _ = train_sparse_head(scores, labels, 2, lam=0.0, lr=0.05, epochs=20, batch_size=50, seed=0)
+    heavy, history = train_sparse_head(scores, labels, 2, lam=5.0, lr=0.05, epochs=20, batch_size=50, seed=0)
     assert heavy.abs().mean() < 0.5 * light.abs().mean()
     assert history.n_train == 180 and history.n_val == 20
     # the first step's loss is CE + λ·mean|W| of PyTorch's default init, seeded like the probe's
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         init = torch.nn.Linear(6, 2, bias=False).weight
-    again, _ = train_sparse_probe(scores, labels, 2, lam=5.0, lr=0.0, epochs=1, batch_size=500, val_fraction=0.0, seed=0)
+    again, _ = train_sparse_head(scores, labels, 2, lam=5.0, lr=0.0, epochs=1, batch_size=500, val_fraction=0.0, seed=0)
     assert torch.equal(again, init.detach())
 
 
@@ -133,4 +134,4 @@ def test_errors(world, model):
     with pytest.raises(ValueError, match="dimension"):
         model.predict(torch.randn(3, 5))
     with pytest.raises(ValueError, match="val_fraction"):
-        train_sparse_probe(torch.rand(10, 3), torch.zeros(10, dtype=torch.long), 2, val_fraction=1.0)
+        train_sparse_head(torch.rand(10, 3), torch.zeros(10, dtype=torch.long), 2, val_fraction=1.0)

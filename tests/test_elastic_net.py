@@ -17,7 +17,6 @@ from conceptlab.cbm.elastic_net import (
 )
 from conceptlab.cbm.heads import ElasticNetHead
 
-
 # small torch ops on a busy 2-core machine run far faster on one thread (conftest.py)
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -113,7 +113,7 @@ def test_not_in_data_uses_top_k_image_similarity():
 
 
 def test_full_chain_with_backbone(minilm, tiny_backbone):
-    from conceptlab.concepts.generation import shapesworld_concept_set
+    from conceptlab.concepts.language import shapesworld_concept_set
     from conceptlab.data import ShapesWorld
 
     concepts = shapesworld_concept_set().unique()

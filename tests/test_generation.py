@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from conceptlab.concepts import UnknownNameError
-from conceptlab.concepts.generation import (
+from conceptlab.concepts.language import (
     PROMPT_SETS,
     ConceptSet,
     OfflineProvider,

@@ -10,9 +10,8 @@ import torch
 
 from conceptlab.cbm import ConceptBottleneckModel, LaBo, association_prior, concept_bank_from_set
 from conceptlab.concepts import ConceptBank
-from conceptlab.concepts.generation import ConceptSet
+from conceptlab.concepts.language import ConceptSet
 from conceptlab.concepts.selection import greedy_reference, greedy_select, mi_scores, submodular_select
-
 
 # small torch ops on a busy 2-core machine run far faster on one thread (conftest.py)
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -93,13 +92,13 @@ def test_selection_equals_reference_greedy(coverage, seed):
 
 def test_greedy_core_on_random_matrices():
     rng = np.random.default_rng(7)
-    for trial in range(20):
+    for _ in range(20):
         n, m, k = rng.integers(5, 30), rng.integers(1, 40), rng.integers(1, 8)
         G = rng.normal(size=(n, m))
         modular = rng.normal(size=n) * rng.choice([0.0, 0.1, 10.0])
         w = rng.choice([0.0, 0.5, 3.0])
 
-        def F(S):
+        def F(S, modular=modular, w=w, G=G):
             return float(sum(modular[s] for s in S) + w * np.maximum(G[list(S)].max(0), 0).sum()) if S else 0.0
 
         chosen, gains = greedy_select(modular, G, w, k)
@@ -177,8 +176,8 @@ def candidate_bank(atoms):
 def fitted():
     X, y, atoms = labo_world(800, 0)
     Xv, yv, _ = labo_world(200, 1)
-    model = LaBo.from_candidates(
-        candidate_bank(atoms), X, y, CLASSES, n_per_class=2, coverage_weight=0.1, lr=0.05, epochs=40, val_every=5, batch_size=128, device="cpu"
+    model = LaBo(
+        candidate_bank(atoms), CLASSES, n_per_class=2, coverage_weight=0.1, lr=0.05, epochs=40, val_every=5, batch_size=128, device="cpu"
     )
     return model.fit(X, y, Xv, yv), (X, y, Xv, yv)
 
@@ -196,7 +195,7 @@ def test_labo_head_is_100_softmax_of_the_association(fitted):
     A = model.asso_
     assert torch.allclose(model.weight_, 100 * torch.softmax(A, dim=-1)) and torch.equal(model.bias_, torch.zeros(4))
     assert torch.allclose(model.weight_.sum(1), torch.full((4,), 100.0))
-    E = model.bank.vectors
+    E = model.bank_.vectors
     logits = 100 * (Xt[:5] @ E.T) @ torch.softmax(A, dim=-1).T
     assert np.allclose(model.decision_function(Xt[:5]), logits.numpy(), rtol=1e-4, atol=1e-3)
     assert np.allclose(model.transform(Xt[:5]), (Xt[:5] @ E.T).numpy(), atol=1e-5)  # raw dot products
@@ -217,10 +216,10 @@ def test_model_selection_on_validation(fitted):
     assert model.score(Xv, yv) == pytest.approx(best, abs=1e-6)  # the kept A is that epoch's
     assert model.validation_ == "given" and model.provenance_["selection"] == "best validation accuracy"
     # without validation data: a seeded share of the training rows is held out
-    held = LaBo(model.bank, CLASSES, lr=0.05, epochs=10, val_every=5, batch_size=128, device="cpu").fit(X, y)
+    held = LaBo(model.bank_, CLASSES, lr=0.05, epochs=10, val_every=5, batch_size=128, device="cpu").fit(X, y)
     assert held.validation_.startswith("0.1") and len(held.history_["epoch"]) == 2
     with pytest.raises(ValueError, match="both"):
-        LaBo(model.bank, CLASSES).fit(X, y, Xv)
+        LaBo(model.bank_, CLASSES).fit(X, y, Xv)
 
 
 def test_explain_prune_intervene_save_load(fitted, tmp_path):
@@ -274,14 +273,13 @@ def test_concept_bank_from_set_keeps_raw_text_embeddings(tiny_backbone):
 
 
 def test_lfcbm_projection_standardisation_and_head(tmp_path):
-    from conceptlab.cbm import LFCBM
-    from conceptlab.cbm.lfcbm import cos_cubed_similarity
+    from conceptlab.cbm import LFCBM, cos_cubed_similarity
 
     X, y, atoms = labo_world(600, 3)
     Xv, yv, _ = labo_world(200, 4)
     Xt, yt, _ = labo_world(300, 5)
     text = candidate_bank(atoms)
-    model = LFCBM.from_text_bank(text, X, Xv, proj_steps=3000, proj_lr=2e-2, interpretability_cutoff=0.8, class_names=CLASSES, lam=1e-3)
+    model = LFCBM(text, CLASSES, proj_steps=3000, proj_lr=2e-2, interpretability_cutoff=0.8, lam=1e-3).fit(X, y, Xv, yv)
     report = model.projection_
     # early stopping: a check every 50 steps; it stopped at the first check that did not improve and kept the best
     assert report.steps_run < 3000 and len(report.val_loss) == report.steps_run // 50 + 1
@@ -290,15 +288,16 @@ def test_lfcbm_projection_standardisation_and_head(tmp_path):
     # filter 5 on validation cos³: the generic concepts (shared offset only) go, the class concepts stay
     assert set(report.removed) == {n for n, s in report.val_similarity.items() if s <= 0.8}
     assert set(report.removed) == {f"{c} generic {i}" for c in CLASSES for i in range(2)}
-    assert model.bank.names == [n for n in text.names if n not in report.removed] and all(c.kind == "learned_projection" for c in model.bank)
+    assert model.bank_.names == [n for n in text.names if n not in report.removed] and all(c.kind == "learned_projection" for c in model.bank_)
     # the bank's affine scores are the standardised projections
     S = model.transform(X)
     assert np.allclose(S.mean(0), 0, atol=1e-4) and np.allclose(S.std(0, ddof=1), 1, atol=1e-4)
     P = torch.nn.functional.normalize(Xv, dim=1) @ torch.nn.functional.normalize(text.vectors, dim=1).T
-    keep = [text.names.index(n) for n in model.bank.names]
+    keep = [text.names.index(n) for n in model.bank_.names]
     sims = cos_cubed_similarity(P[:, keep], torch.as_tensor(model.transform(Xv)))
-    assert np.allclose(sims.numpy(), [report.val_similarity[n] for n in model.bank.names], atol=1e-4)  # standardising keeps cos³
-    model.fit(X, y)
+    assert np.allclose(sims.numpy(), [report.val_similarity[n] for n in model.bank_.names], atol=1e-4)  # standardising keeps cos³
     assert model.score(Xt, yt) > 0.9
+    with pytest.raises(ValueError, match="validation data"):
+        LFCBM(text, CLASSES).fit(X, y)
     loaded = ConceptBottleneckModel.load(model.save(tmp_path / "lfcbm"))
     assert type(loaded) is LFCBM and np.array_equal(loaded.predict(Xt), model.predict(Xt))

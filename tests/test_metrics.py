@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conceptlab import metrics
-from conceptlab.cbm import ConceptBottleneckModel
+from conceptlab.cbm import ConceptBottleneckModel, DotLayer, Head
 from conceptlab.concepts import Concept, ConceptBank
 
 
@@ -89,17 +89,26 @@ def test_true_value_map():
     np.testing.assert_allclose(neg, [10.0, 4.0])
 
 
-class _Fixed(ConceptBottleneckModel):
-    """Two concepts, two classes: class 0 when concept a > concept b."""
-
-    def _fit(self, X, scores, y):
+class _FixedHead(Head):
+    def fit_head(self, scores, y, n_classes, context):
         self.weight_ = torch.tensor([[1.0, -1.0], [-1.0, 1.0]])
         self.bias_ = torch.zeros(2)
+        return self
+
+
+class _Fixed(ConceptBottleneckModel):
+    """Two concepts, two classes, dot scores: class 0 when concept a > concept b."""
+
+    def _make_layer(self):
+        return DotLayer()
+
+    def _make_head(self, n_concepts, n_classes):
+        return _FixedHead()
 
 
 def test_intervention_curve_on_a_hand_model():
     bank = ConceptBank([Concept("a", [1.0, 0.0], "s"), Concept("b", [0.0, 1.0], "s")])
-    model = _Fixed(bank, ["A", "B"], score_mode="dot").fit(np.eye(2), [0, 1])
+    model = _Fixed(bank, ["A", "B"]).fit(np.eye(2), [0, 1])
     model.weight_[0, 1] = -3.0  # concept b matters more: it is intervened on first
     model.weight_[1, 1] = 3.0
     # truth: class A has a and not b; the scores are wrong for rows 1 and 2

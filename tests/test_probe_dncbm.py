@@ -8,8 +8,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import torch
 
-from conceptlab import probes, zoo
+from conceptlab import experiments as probes
+from conceptlab import zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = ROOT / "probes" / "shapes_dncbm.toml"
@@ -23,14 +25,13 @@ def test_shipped_probe_validates():
 
 
 def test_dncbm_needs_sae_concepts():
-    probes.load_probe(PROBE)  # fills the registries
-    with pytest.raises(ValueError, match='needs the concepts of source = "sae"'):
-        probes.METHODS["dncbm"].factory(_text_bank(), ["a", "b"])
+    from conceptlab.registry import METHODS
+
+    with pytest.raises(ValueError, match="needs a fitted SparseAutoencoder"):
+        METHODS.get("dncbm")(_text_bank(), class_names=["a", "b"]).fit(torch.eye(2, 4), [0, 1])
 
 
 def _text_bank():
-    import torch
-
     from conceptlab.concepts import ConceptBank
 
     return ConceptBank.from_tensors(["red", "blue"], torch.eye(2, 4), space="test")

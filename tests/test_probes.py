@@ -12,15 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conceptlab.probes import (
-    METHODS,
-    ProbeConfigError,
-    load_probe,
-    parse_probe,
-    register_method,
-    run_probe,
-    shapesworld_text_prompts,
-)
+from conceptlab.data import shapesworld_text_prompts
+from conceptlab.experiments import ProbeConfigError, load_probe, parse_probe, run_probe
+from conceptlab.registry import METHODS, RegistryError, register_method
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"train": 120, "val": 40, "test": 40, "shifted": 40}
@@ -69,8 +63,8 @@ def test_shipped_probes_validate():
 
 def test_defaults_fill_in():
     config = parse_probe(base(), source="x.toml")
-    assert config.evaluation["splits"] == ["val", "test", "shifted"] and config.evaluation["linear_probe"]
-    assert config.concepts == {"source": "text", "set": "shapesworld", "names": None, "prompts": None, "templates": None}
+    assert config.evaluation["splits"] == ["val", "test", "shifted"] and config.evaluation["linear_baseline"]
+    assert config.concepts == {"source": "text", "set": "shapesworld", "path": "", "names": None, "prompts": None, "templates": None}
     assert config.editing.suggest == 4 and config.dataset["spurious_strength"] == 0.9
     assert config.method == {"name": "pcbm", "params": {}}
     assert json.loads(json.dumps(config.to_dict()))["evaluation"]["editing"]["enabled"] is True
@@ -80,14 +74,14 @@ def test_defaults_fill_in():
     "overrides, message",
     [
         ({"colour": 1}, r"top level: unknown key 'colour'"),
-        ({"method.name": "pcbn"}, r"\[method\]: unknown method 'pcbn'. Did you mean 'pcbm'.*Known methods: pcbm, pcbm_h"),
+        ({"method.name": "pcbn"}, r"\[method\]: unknown method 'pcbn'. Did you mean 'pcbm'.*Known methods: dncbm, labo, lfcbm, pcbm, pcbm_h"),
         ({"method.params": {"lamda": 0.1}}, r"\[method.params\] of pcbm: unknown key 'lamda'. Did you mean 'lam'"),
         ({"method.params": {"lam_scale": "big"}}, r"key 'lam_scale' must be a number, got a string 'big'"),
         ({"method.params": {"residual_lr": 0.1}}, r"unknown key 'residual_lr'"),  # PCBM has no residual
         ({"method": DELETE}, r"top level: missing required key 'method'"),
         ({"method.name": DELETE}, r"\[method\]: missing required key 'name'"),
         ({"backbone.spec": "clip:RN50"}, r"\[backbone\]: spec: unknown backbone scheme 'clip'"),
-        ({"backbone.spec": "zoo:imagenet-clip"}, r"unknown zoo model 'imagenet-clip'.*the zoo has: shapes-clip"),
+        ({"backbone.spec": "zoo:imagenet-clip"}, r"unknown zoo model 'imagenet-clip'.*the zoo has: .*shapes-clip"),
         ({"backbone.spec": DELETE}, r"\[backbone\]: missing required key 'spec'"),
         ({"backbone.gpu": True}, r"\[backbone\]: unknown key 'gpu'"),
         ({"dataset.sizes": {"val": 10}}, r"missing required key 'train'"),
@@ -95,7 +89,7 @@ def test_defaults_fill_in():
         ({"dataset.sizes": {"train": 0}}, r"train must be a positive integer"),
         ({"dataset.name": "cub"}, r"unknown dataset 'cub'"),
         ({"dataset.seed": "zero"}, r"key 'seed' must be an integer"),
-        ({"concepts.source": "llm"}, r"unknown concept source 'llm'; known sources: text, cav, bank"),
+        ({"concepts.source": "llm"}, r"unknown concept source 'llm'; known sources: bank, cav, concept_set, sae, text, v2c"),
         ({"concepts.source": DELETE}, r"missing required key 'source'"),
         ({"concepts.set": "cub"}, r"unknown text concept set 'cub'"),
         ({"concepts.templates": ["a photo"]}, r"every template must contain"),
@@ -154,7 +148,7 @@ def test_cli_reports_bad_probe_without_traceback(tmp_path):
     for command in (["probe", "validate", str(bad)], ["probe", "run", str(bad)]):
         result = subprocess.run([sys.executable, "-m", "conceptlab.cli", *command], capture_output=True, text=True, env=env, timeout=120)
         assert result.returncode == 2, result.stderr
-        assert "unknown method 'lab0'" in result.stderr and "Known methods: pcbm, pcbm_h" in result.stderr
+        assert "unknown method 'lab0'" in result.stderr and "Known methods: dncbm, labo, lfcbm, pcbm, pcbm_h, sequential_pcbm, v2c" in result.stderr
         assert "Traceback" not in result.stderr
 
 
@@ -168,15 +162,17 @@ def test_registry_accepts_new_methods():
 
     register_method("tiny_pcbm", TinyPCBM, description="a test method")
     try:
+        with pytest.raises(RegistryError, match="already registered"):
+            register_method("tiny_pcbm", PCBM)
         config = parse_probe(base(**{"method.name": "tiny_pcbm", "method.params": {"width": 5, "lam": 0.1}}))
         assert config.method["params"] == {"width": 5, "lam": 0.1}
-        assert METHODS["tiny_pcbm"].factory(None, **config.method["params"]).width == 5
+        assert METHODS.get("tiny_pcbm")(None, **config.method["params"]).width == 5
         with pytest.raises(ProbeConfigError, match="key 'width' must be an integer"):
             parse_probe(base(**{"method.name": "tiny_pcbm", "method.params": {"width": 2.5}}))
         with pytest.raises(ProbeConfigError, match="unknown key 'lam_scale'"):  # only what its constructor takes
             parse_probe(base(**{"method.name": "tiny_pcbm", "method.params": {"lam_scale": 1.0}}))
     finally:
-        METHODS.pop("tiny_pcbm")
+        METHODS.unregister("tiny_pcbm")
 
 
 def test_text_prompts_are_the_zoo_captions():
@@ -233,7 +229,7 @@ def test_probe_run_writes_model_metrics_and_report(tiny_run):
     assert metrics["method"] == "pcbm_h" and metrics["model_class"] == "PCBMHybrid" and metrics["n_concepts"] == 25
     assert set(metrics["accuracy"]) == {"train", "val", "test", "shifted"}
     assert metrics["sizes"] == SIZES
-    assert set(metrics["linear_probe"]["accuracy"]) == set(metrics["accuracy"])
+    assert set(metrics["linear_baseline"]["accuracy"]) == set(metrics["accuracy"])
     assert len(metrics["concept_auroc"]["per_concept"]) == 25 and metrics["concept_auroc"]["split"] == "test"
     assert metrics["intervention"]["curve"][0] == {"k": 0, "accuracy": metrics["accuracy"]["test"], "concept": None}
     assert metrics["editing"]["pruned"] == ["background:white", "background:black"] and metrics["editing"]["suggested"] == []
@@ -253,7 +249,7 @@ def test_probe_run_writes_model_metrics_and_report(tiny_run):
     report = (out / "report.html").read_text()
     assert report.count("Plotly.newPlot") == 5  # weights, per class, AUROC, intervention, editing
     assert report.count("<script type=\"text/javascript\">/**") <= 1  # plotly.js inlined once: it opens offline
-    for title in ("Concept weights", "Accuracy per class", "Concept quality", "Interventions", "Model editing", "linear probe"):
+    for title in ("Concept weights", "Accuracy per class", "Concept quality", "Interventions", "Model editing", "linear baseline"):
         assert title in report
     assert "tiny_pcbm_h" in tiny_run["stdout"] or "report:" in tiny_run["stdout"]
 
@@ -276,7 +272,7 @@ def test_probe_with_a_saved_bank_and_cavs(tiny_run, tmp_path):
         params = {{ lam = 0.0001 }}
         [evaluation]
         splits = ["test"]
-        linear_probe = false
+        linear_baseline = false
         [evaluation.editing]
         enabled = false
     """

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conceptlab.cbm import LaBo, V2CCBM
+from conceptlab.cbm import V2CCBM, LaBo
 from conceptlab.cbm.model import ConceptBottleneckModel
-from conceptlab.concepts.generation import shapesworld_concept_set
-from conceptlab.probes import CONCEPT_SOURCES, METHODS, ProbeConfigError, load_probe, parse_probe, run_probe
+from conceptlab.concepts.language import shapesworld_concept_set
+from conceptlab.experiments import ProbeConfigError, load_probe, parse_probe, run_probe
+from conceptlab.registry import CONCEPT_SOURCES, METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"train": 600, "val": 200, "test": 200, "shifted": 200}
@@ -37,7 +38,7 @@ def test_shipped_language_probes_validate():
     assert labo.concepts["filters"] and labo.concepts["select"] and labo.concepts["n_per_class"] == 5
     v2c = load_probe(ROOT / "probes" / "shapes_v2c.toml")
     assert v2c.method["name"] == "v2c" and v2c.concepts["source"] == "v2c" and v2c.concepts["templates"] == ["a photo of a {}."]
-    assert METHODS["labo"].factory is LaBo and METHODS["v2c"].factory is V2CCBM
+    assert METHODS.get("labo") is LaBo and METHODS.get("v2c") is V2CCBM
     assert {"concept_set", "v2c", "text"} <= set(CONCEPT_SOURCES)
 
 
@@ -85,7 +86,7 @@ def test_concept_set_from_a_path_without_filters_or_selection(tmp_path, isolated
     path = shapesworld_concept_set().restrict(["red", "round shape", "green", "blue", "yellow", "purple", "orange", "cyan"]).save(tmp_path / "mine.json")
     raw = small("shapes_labo", path=path.name, filters=False, select=False)
     raw["method"]["params"]["epochs"] = 50
-    raw["evaluation"] = {"splits": ["test"], "linear_probe": False, "editing": {"enabled": False}}
+    raw["evaluation"] = {"splits": ["test"], "linear_baseline": False, "editing": {"enabled": False}}
     config = parse_probe(raw, source=str(tmp_path / "p.toml"), name="mine")
     result = run_probe(config, progress=False, log=None, write=False)
     assert sorted(result.model.concept_names_) == sorted(shapesworld_concept_set().restrict(

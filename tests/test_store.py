@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,8 +17,6 @@ import time
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
-
-import shutil
 
 import pytest
 import torch
@@ -189,7 +188,6 @@ RESUME_SCRIPT = textwrap.dedent(
     import os, sys, time
     os.environ["HF_HUB_OFFLINE"] = "1"
     repo, root, model_dir, n, shard_rows, batch_size, delay = sys.argv[1:]
-    sys.path.insert(0, repo)
     from conceptlab.backbones import load
     from conceptlab.data import ShapesWorld
     from conceptlab.store import ActivationStore

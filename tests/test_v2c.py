@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conceptlab.cbm import LaBo, V2CCBM, concept_bank_from_set
+from conceptlab.cbm import V2CCBM, LaBo, concept_bank_from_set
 from conceptlab.concepts import ConceptBank
 from conceptlab.concepts.v2c import (
     V2CTokenizer,
@@ -19,7 +19,6 @@ from conceptlab.concepts.v2c import (
     v2c_templates,
 )
 from conceptlab.data import ATTRIBUTE_VALUES
-
 
 # small torch ops on a busy 2-core machine run far faster on one thread (conftest.py)
 pytestmark = pytest.mark.usefixtures("one_thread")

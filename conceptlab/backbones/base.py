@@ -1,21 +1,65 @@
-"""The image-text backbone interface every method sees."""
+"""The backbone interface every method sees: the :class:`Backbone` protocol and its image-text base."""
 
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Sequence
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from PIL import Image
 
-__all__ = ["ImageTextBackbone", "fingerprint_state_dict", "default_device"]
+from conceptlab.utils import default_device
+
+__all__ = ["Backbone", "ImageTextBackbone", "default_device", "encode_texts_in_batches", "fingerprint_state_dict"]
+
+#: texts per forward pass of the text encoder, unless a caller says otherwise
+TEXT_BATCH_SIZE = 256
 
 
-def default_device(device: str | torch.device | None = None) -> torch.device:
-    """CUDA when present, else CPU; an explicit ``device`` always wins."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+@runtime_checkable
+class Backbone(Protocol):
+    """What every method reads from a backbone.
+
+    ``spec`` names it, ``dim`` is the embedding width, ``fingerprint`` hashes its weights and
+    ``preprocess_id`` describes its preprocessing (both part of every store key). The encoders
+    return (N, dim) raw float32 CPU embeddings; ``encode_texts`` encodes ``batch_size`` texts
+    per forward pass. ``isinstance(x, Backbone)`` checks that the members exist (reading
+    ``fingerprint`` may hash the weights once).
+    """
+
+    spec: str
+    dim: int
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    @property
+    def preprocess_id(self) -> str: ...
+
+    def encode_images(self, images: Sequence[Image.Image] | torch.Tensor) -> torch.Tensor: ...
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = TEXT_BATCH_SIZE) -> torch.Tensor: ...
+
+
+def _in_batches(encode: Callable[[list[str]], torch.Tensor], texts: list[str], batch_size: int) -> torch.Tensor:
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = int(batch_size)
+    return torch.cat([encode(texts[s : s + batch_size]).float().cpu() for s in range(0, len(texts), batch_size)])
+
+
+def encode_texts_in_batches(backbone: Any, texts: Sequence[str], batch_size: int = TEXT_BATCH_SIZE) -> torch.Tensor:
+    """(M, d) float32 CPU text embeddings from any object with ``encode_texts``, ``batch_size`` at a time.
+
+    A :class:`Backbone` batches itself; a bare ``encode_texts(texts)`` (a test double, a user's
+    adapter) is called once per batch of ``batch_size`` texts.
+    """
+    texts = list(texts)
+    if "batch_size" in inspect.signature(backbone.encode_texts).parameters:
+        return backbone.encode_texts(texts, batch_size=batch_size).float().cpu()
+    return _in_batches(backbone.encode_texts, texts, batch_size)
 
 
 def fingerprint_state_dict(state_dict: dict[str, torch.Tensor]) -> str:
@@ -85,12 +129,15 @@ class ImageTextBackbone:
         return self.model.encode_image(batch).float().cpu()
 
     @torch.no_grad()
-    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
-        """(M, dim) raw text embeddings, on the CPU, float32."""
+    def encode_texts(self, texts: Sequence[str], batch_size: int = TEXT_BATCH_SIZE) -> torch.Tensor:
+        """(M, dim) raw text embeddings, on the CPU, float32; ``batch_size`` texts per forward pass."""
         if isinstance(texts, str):
             texts = [texts]
         texts = list(texts)
         if not texts:
             raise ValueError("encode_texts got no texts")
+        return _in_batches(self._encode_text_batch, texts, batch_size)
+
+    def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
         tokens = self.tokenizer(texts).to(self.device)
         return self.model.encode_text(tokens).float().cpu()

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from conceptlab.backbones.base import ImageTextBackbone
+from conceptlab.registry import register_backbone_scheme
 
 __all__ = ["OpenClipBackbone", "load_open_clip", "load_local_dir", "WEIGHT_FILES"]
 
@@ -95,3 +96,16 @@ def load_open_clip(name: str, pretrained: str | None, device=None, spec: str | N
         ) from error
     tokenizer = open_clip.get_tokenizer(name)
     return OpenClipBackbone(spec or f"open_clip:{name}/{pretrained}", model, preprocess, tokenizer, device)
+
+
+@register_backbone_scheme("local-dir", usage="local-dir:PATH", description="a folder with open_clip_config.json and open_clip_model.safetensors")
+def _local_dir_scheme(rest: str, device=None, spec: str | None = None) -> OpenClipBackbone:
+    return load_local_dir(rest, device=device, spec=spec)
+
+
+@register_backbone_scheme(
+    "open_clip", usage="open_clip:NAME/PRETRAINED", description="a built-in open_clip model and a pretrained tag or weight file"
+)
+def _open_clip_scheme(rest: str, device=None, spec: str | None = None) -> OpenClipBackbone:
+    name, _, pretrained = rest.partition("/")
+    return load_open_clip(name, pretrained or None, device=device, spec=spec)

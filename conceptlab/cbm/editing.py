@@ -32,30 +32,46 @@ changes, so the marginal mean of a score hardly moves.
 
 A concept is suggested when it has lost at least ``min_shift`` (three quarters) of its training
 evidence, largest shift first; concepts whose training evidence is below ``min_share`` (0.5 %)
-of the model's total are not suggested (a ratio of two tiny numbers is noise). On
-``zoo:shapes-clip`` with PCBM's default λ the four backgrounds lose 87-131 % of their evidence;
-the next concept, *star*, 58 %, and the heavily weighted core concepts (*blue*, *green*, *cross*)
-14-19 %.
+of the model's total are not suggested (a ratio of two tiny numbers is noise). What it suggests
+on ``zoo:shapes-clip``, with the measured shifts, is in ``data_cards/shapesworld_cbm_results.md``.
 
 Without labels for the shifted split (``method="agreement"``) the class indicator is replaced by
 the rest of the model's evidence for the class, z_k − W[k, j]·s_j (z = the concept logits): a
 spurious concept agreed with the core concepts while the cue held and disagrees once it breaks.
-It needs no labels but ranks less sharply: on ``zoo:shapes-clip`` only *beige* clears the default
-``min_shift`` (on a synthetic world with less entangled scores, three of the four backgrounds);
-prefer labels when there are some.
+It needs no labels but ranks less sharply (measured in the same card); prefer labels when there
+are some.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+from sklearn.base import clone
 
-from conceptlab.metrics import accuracy
+from conceptlab.cbm.heads.base import HeadContext
+from conceptlab.metrics import DEFAULT_LEVEL, accuracy, accuracy_ci, mcnemar_test, mean_sd
 
-__all__ = ["DEFAULT_MIN_SHIFT", "EditingStudy", "NothingToPrune", "SHIFT_METHODS", "concept_shift", "editing_study", "suggest_from_shift", "suggest_spurious"]
+__all__ = [
+    "DEFAULT_MIN_SHIFT",
+    "EDIT_METHODS",
+    "EditingComparison",
+    "EditingStudy",
+    "NothingToPrune",
+    "SHIFT_METHODS",
+    "concept_shift",
+    "editing_comparison",
+    "editing_seeds_table",
+    "group_balanced_refit",
+    "groups_from_concepts",
+    "refit_without",
+    "suggest_from_shift",
+    "suggest_spurious",
+]
 
 SHIFT_METHODS = ("correlation", "agreement")
 #: a concept is suggested for pruning when it lost at least this fraction of its training evidence
@@ -219,6 +235,9 @@ class EditingStudy:
         shift: the :func:`concept_shift` ranking (None when it could not be computed).
         suggested: the concepts the ranking suggested (empty when the user chose them).
         renormalize: which edit ``model`` is.
+        intervals: one row per split: 95 % bootstrap intervals of each accuracy (``before_low``,
+            ``before_high``, ``after_low``, ...) and McNemar p-values of each edit against the
+            original on the same images (``p_after``, ``p_after_normalized``).
     """
 
     concepts: list[str]
@@ -228,6 +247,7 @@ class EditingStudy:
     shift: pd.DataFrame | None = None
     suggested: list[str] = field(default_factory=list)
     renormalize: bool = False
+    intervals: pd.DataFrame | None = None
 
     def gain(self, split: str = "shifted") -> float:
         """Accuracy gain of the edit on ``split`` (the variant ``model`` is)."""
@@ -242,6 +262,8 @@ class EditingStudy:
             "renormalize": bool(self.renormalize),
             "accuracy": {split: {k: float(v) for k, v in row.items()} for split, row in self.accuracy.iterrows()},
         }
+        if self.intervals is not None:
+            out["intervals"] = {split: {k: (None if pd.isna(v) else float(v)) for k, v in row.items()} for split, row in self.intervals.iterrows()}
         if self.shift is not None:
             out["shift_method"] = self.shift.attrs.get("method")
             out["shift"] = {name: {k: (bool(v) if k == "eligible" else float(v)) for k, v in row.items()} for name, row in self.shift.iterrows()}
@@ -323,22 +345,26 @@ def editing_study(
             raise ValueError("concepts is empty: name at least one concept to prune (or pass None to use suggestions)")
     pruned = model.prune(chosen)
     normalized = model.prune(chosen, renormalize=True)
-    rows = {}
+    rows, intervals = {}, {}
     for name, (emb, labels) in data.items():
         if labels is None:
             continue
         y = _labels(model, labels, len(_np(emb)), name)
-        before = accuracy(y, model.predict(emb))
-        after = accuracy(y, pruned.predict(emb))
-        after_norm = accuracy(y, normalized.predict(emb))
+        predictions = {"before": model.predict(emb), "after": pruned.predict(emb), "after_normalized": normalized.predict(emb)}
+        before = accuracy(y, predictions["before"])
+        after = accuracy(y, predictions["after"])
+        after_norm = accuracy(y, predictions["after_normalized"])
         rows[name] = {
             "before": before, "after": after, "gain": after - before,
             "after_normalized": after_norm, "gain_normalized": after_norm - before,
         }
+        intervals[name] = _interval_row(y, predictions)
     if not rows:
         raise ValueError("no split has labels; accuracy cannot be measured")
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "split"
+    interval_table = pd.DataFrame.from_dict(intervals, orient="index")
+    interval_table.index.name = "split"
     return EditingStudy(
         concepts=list(pruned.edits_[-1]["concepts"]),
         accuracy=table,
@@ -347,4 +373,201 @@ def editing_study(
         shift=shift,
         suggested=suggested,
         renormalize=bool(renormalize),
+        intervals=interval_table,
     )
+
+
+def _interval_row(y: np.ndarray, predictions: Mapping[str, np.ndarray], level: float = DEFAULT_LEVEL) -> dict[str, float]:
+    """Bootstrap intervals of each variant's accuracy and McNemar p-values of each edit against ``before``."""
+    row: dict[str, float] = {}
+    for variant, pred in predictions.items():
+        estimate = accuracy_ci(y, pred, level=level)
+        row[f"{variant}_low"], row[f"{variant}_high"] = estimate.low, estimate.high
+    for variant, pred in predictions.items():
+        if variant != "before":
+            row[f"p_{variant}"] = mcnemar_test(y, pred, predictions["before"])["p_value"]
+    return row
+
+
+# ------------------------------------------------------------------------------------------------
+# comparing edits that fix a shortcut: prune, prune + normalise, refit without, DFR; an oracle
+# ------------------------------------------------------------------------------------------------
+
+#: the edits :func:`editing_comparison` runs, in its table's order
+EDIT_METHODS = ("prune", "prune + normalize", "refit without", "DFR (group-balanced)")
+
+
+def refit_without(model, embeddings: Any, labels: Any, concepts: Sequence[str], concept_labels: Any = None):
+    """A new model of the same method and parameters, fitted on the same data with ``concepts``
+    left out of its bank (the concept layer sees them no more; the original is not changed)."""
+    model._check_fitted()
+    drop = set(concepts)
+    unknown = [c for c in drop if c not in model.bank.names]
+    if unknown:
+        raise ValueError(f"concepts {unknown} are not in the model's bank")
+    kept = [n for n in model.bank.names if n not in drop]
+    if not kept:
+        raise ValueError("refitting without these concepts would leave no concept")
+    twin = clone(model).set_params(bank=model.bank.subset(kept))
+    extra = {"concept_labels": concept_labels} if concept_labels is not None else {}
+    return twin.fit(embeddings, labels, **extra)
+
+
+def groups_from_concepts(concept_truth: Any) -> np.ndarray:
+    """One group id per row from the truth (N, G) of the spurious concepts (one-hot, e.g. the
+    four backgrounds): the index of the true one, G where none is true."""
+    T = np.asarray(concept_truth, dtype=bool)
+    if T.ndim != 2:
+        raise ValueError(f"concept truth must be (N, G), got shape {T.shape}")
+    return np.where(T.any(1), T.argmax(1), T.shape[1])
+
+
+def _concept_head(model, n_concepts: int, n_classes: int):
+    return model._concept_head(n_concepts, n_classes) if hasattr(model, "_concept_head") else model._make_head(n_concepts, n_classes)
+
+
+def group_balanced_refit(model, embeddings: Any, labels: Any, groups: Any, n_subsets: int = 10, seed: int = 0):
+    """DFR (Kirichenko, Izmailov & Wilson, ICLR 2023, "Last Layer Re-Training is Sufficient for
+    Robustness to Spurious Correlations"), the variant that retrains on the training data:
+    the concept layer is kept; the (concept) head is refitted on ``n_subsets`` group-balanced
+    subsets -- within each class, the same number of images from every group (class × spurious
+    attribute) that occurs, the size of the smallest -- and the subsets' weights are averaged.
+    A residual on the raw embedding (PCBM-h) is kept as it is."""
+    model._check_fitted()
+    X = model._check_embeddings(embeddings)
+    y, _ = model._resolve_classes(labels)
+    y = y.numpy()
+    g = np.asarray(groups).reshape(-1)
+    if len(g) != len(y) or len(X) != len(y):
+        raise ValueError(f"{len(X)} embeddings, {len(y)} labels and {len(g)} groups must match")
+    scores = model._compute_scores(X)
+    rng = np.random.default_rng(seed)
+    cells: dict[int, list[np.ndarray]] = {}
+    for k in np.unique(y):
+        members = [np.flatnonzero((y == k) & (g == group)) for group in np.unique(g[y == k])]
+        cells[int(k)] = [m for m in members if len(m)]
+    weights, biases = [], []
+    C, K = len(model.concept_names_), model.n_classes_
+    for _ in range(int(n_subsets)):
+        rows = []
+        for members in cells.values():
+            size = min(len(m) for m in members)
+            rows.extend(rng.choice(m, size=size, replace=False) for m in members)
+        idx = np.sort(np.concatenate(rows))
+        head = _concept_head(model, C, K)
+        context = HeadContext(X[idx], model.bank_, list(model.class_names_))
+        head.fit_head(scores[idx], torch.as_tensor(y[idx]), K, context)
+        weights.append(head.weight_.double())
+        biases.append(head.bias_.double())
+    edited = model.copy()
+    W, b = torch.stack(weights).mean(0).float(), torch.stack(biases).mean(0).float()
+    edited.weight_, edited.bias_ = W, b
+    target = edited.head_.head if hasattr(edited.head_, "head") else edited.head_
+    target.weight_, target.bias_ = W, b
+    edited.edits_ = list(model.edits_) + [{"op": "dfr", "subsets": int(n_subsets), "rows_per_subset": int(len(idx)), "seed": int(seed)}]
+    return edited
+
+
+@dataclass
+class EditingComparison:
+    """What :func:`editing_comparison` found on one seed.
+
+    ``table``: one row per model (``original``, each edit, ``oracle`` when given) with its
+    accuracy, interval (``<split>_low`` / ``<split>_high``) on every split, ``shifted gain``,
+    ``test cost`` (original − edited on the test split; positive is a loss), ``share of oracle
+    gap`` (shifted gain / (oracle − original on shifted)) and ``p shifted`` (McNemar against the
+    original on the same shifted images). ``models``: name -> fitted model.
+    """
+
+    table: pd.DataFrame
+    models: dict[str, Any]
+    concepts: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "concepts": list(self.concepts),
+            "table": {name: {k: (None if pd.isna(v) else float(v)) for k, v in row.items()} for name, row in self.table.iterrows()},
+        }
+
+
+def editing_comparison(
+    model,
+    train: tuple[Any, Any],
+    splits: Mapping[str, tuple[Any, Any]],
+    concepts: Sequence[str],
+    groups: Any = None,
+    oracle: Any = None,
+    concept_labels: Any = None,
+    shifted_split: str = "shifted",
+    test_split: str = "test",
+    n_subsets: int = 10,
+    seed: int = 0,
+    level: float = DEFAULT_LEVEL,
+) -> EditingComparison:
+    """Side by side on every split: the original, prune, prune + normalise, refit without the
+    ``concepts``, DFR on group-balanced subsets of ``train`` (when ``groups`` is given: one group id
+    per training row, e.g. :func:`groups_from_concepts` of the spurious concepts' truth), and an
+    ``oracle`` (a model fitted on data without the cue) when given.
+
+    ``train``: (embeddings, labels) the model was fitted on (refit and DFR use it);
+    ``concept_labels``: the training concept labels, for methods that use them when refitting.
+    """
+    model._check_fitted()
+    chosen = [concepts] if isinstance(concepts, str) else list(concepts)
+    models: dict[str, Any] = {
+        "original": model,
+        "prune": model.prune(chosen),
+        "prune + normalize": model.prune(chosen, renormalize=True),
+        "refit without": refit_without(model, *train, chosen, concept_labels=concept_labels),
+    }
+    if groups is not None:
+        models["DFR (group-balanced)"] = group_balanced_refit(model, *train, groups, n_subsets=n_subsets, seed=seed)
+    if oracle is not None:
+        models["oracle"] = oracle
+    data = {name: _split(value, name) for name, value in splits.items()}
+    predictions = {name: {m: fitted.predict(emb) for m, fitted in models.items()} for name, (emb, _) in data.items()}
+    rows = {}
+    for m in models:
+        row: dict[str, float] = {}
+        for name, (emb, labels) in data.items():
+            y = _labels(model, labels, len(_np(emb)), name)
+            estimate = accuracy_ci(y, predictions[name][m], level=level)
+            row[name], row[f"{name}_low"], row[f"{name}_high"] = estimate.value, estimate.low, estimate.high
+        rows[m] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "model"
+    if shifted_split in data:
+        y_sh = _labels(model, data[shifted_split][1], len(_np(data[shifted_split][0])), shifted_split)
+        table["shifted gain"] = table[shifted_split] - table.loc["original", shifted_split]
+        table["p shifted"] = [
+            np.nan if m == "original" else mcnemar_test(y_sh, predictions[shifted_split][m], predictions[shifted_split]["original"])["p_value"]
+            for m in table.index
+        ]
+        if "oracle" in table.index:
+            gap = table.loc["oracle", shifted_split] - table.loc["original", shifted_split]
+            table["share of oracle gap"] = table["shifted gain"] / gap if gap > 0 else np.nan
+    if test_split in data:
+        table["test cost"] = table.loc["original", test_split] - table[test_split]
+    return EditingComparison(table=table, models=models, concepts=list(models["prune"].edits_[-1]["concepts"]))
+
+
+def editing_seeds_table(comparisons: Sequence[EditingComparison], columns: Sequence[str] = ("shifted gain", "test cost", "share of oracle gap")) -> pd.DataFrame:
+    """Mean ± sd over seeds of each model's ``columns`` (one :class:`EditingComparison` per seed):
+    a frame indexed by model with ``<column> mean`` and ``<column> sd`` (and ``n`` seeds)."""
+    if not comparisons:
+        raise ValueError("no comparisons")
+    models = list(comparisons[0].table.index)
+    rows = {}
+    for m in models:
+        row: dict[str, float] = {}
+        for column in columns:
+            values = [c.table.loc[m, column] for c in comparisons if column in c.table.columns and m in c.table.index]
+            values = [v for v in values if not pd.isna(v)]
+            if values:
+                stats = mean_sd(values)
+                row[f"{column} mean"], row[f"{column} sd"] = stats["mean"], stats["sd"]
+        row["n"] = len(comparisons)
+        rows[m] = row
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "model"
+    return out

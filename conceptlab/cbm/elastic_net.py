@@ -25,7 +25,9 @@ gradient scale λ_max·α, and reports the KKT residual at the solution. It runs
 runs, in float32 by default (pass ``dtype=torch.float64`` for tolerances below ~1e-6); the
 objective and KKT residual it reports are always evaluated in float64. If rounding stops the
 optimality measure from improving before the tolerance is met, it stops ("stalled") instead of
-spinning to ``max_iter``.
+spinning to ``max_iter``. Stopping at ``max_iter`` is a :class:`sklearn.exceptions.ConvergenceWarning`
+(as in scikit-learn), and features whose scale overflows the solver's dtype are an error, not an
+all-zero head.
 """
 
 from __future__ import annotations
@@ -33,12 +35,17 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.exceptions import ConvergenceWarning
+
+from conceptlab.utils import default_device
 
 __all__ = [
     "ElasticNetFit",
@@ -87,7 +94,7 @@ class ElasticNetFit:
 
 #: below this many multiply-adds per matrix product (N·C·K), CPU solves run on one thread: the
 #: products are too small to gain from threads, and on a busy machine the thread pool's waits
-#: cost far more than the work (measured: 80× slower on a loaded 2-core machine)
+#: cost far more than the work (``benchmarks/sparse_head.py`` measures both)
 SINGLE_THREAD_BELOW = 4_000_000
 
 
@@ -117,7 +124,7 @@ def _default_dtype(device: torch.device) -> torch.dtype:
 
 
 def _prepare(X: Any, y: Any, n_classes: int | None, device=None, dtype=None):
-    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(device)
     dtype = dtype or _default_dtype(device)
     X = torch.as_tensor(X.detach() if isinstance(X, torch.Tensor) else np.asarray(X)).to(device=device, dtype=dtype)
     y = torch.as_tensor(y.detach() if isinstance(y, torch.Tensor) else np.asarray(y)).to(device=device).long().reshape(-1)
@@ -253,6 +260,12 @@ class _Problem:
         self.N, self.C = X.shape
         self.mu = X.mean(0) if fit_intercept else torch.zeros_like(X[0])
         scale = (X - self.mu).pow(2).mean(0).sqrt() if fit_intercept else X.pow(2).mean(0).sqrt()
+        if not bool(torch.isfinite(scale).all()):
+            raise ValueError(
+                f"the features are too large for {X.dtype} (largest |value| {float(X.abs().max()):.3g}): their squares "
+                "overflow, and the solver would return an all-zero head. Rescale them (e.g. standardise the embeddings) "
+                "or solve in float64 (dtype=torch.float64)"
+            )
         self.sigma = torch.where(scale > 0, scale, torch.ones_like(scale))
         self.pen = torch.ones_like(self.sigma) if standardize else 1.0 / self.sigma
         self.Xc = (X - self.mu) / self.sigma
@@ -309,7 +322,7 @@ def _solve(problem: _Problem, lam: float, alpha: float, W0: torch.Tensor, b0: to
     it = 0
     best, since_best = math.inf, 0
     zero_b = torch.zeros_like(x_b)
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 (it is read after the loop)
         f_y, R = smooth(y_Z, y_W)
         g_W = R @ Xc / N + l2 * y_W
         g_b = R.sum(1) / N if fit_b else zero_b
@@ -388,7 +401,7 @@ def fit_elastic_net(
     """
     _check_reg(lam, alpha)
     target = _problem.Xc.device if _problem is not None else torch.device(device) if device is not None else None
-    target = target or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    target = target or default_device()
     shape = getattr(X, "shape", None) or np.shape(X)
     work = int(shape[0]) * int(shape[1] if len(shape) > 1 else 1) * int(n_classes or 10)
     with cpu_threads(target, work, num_threads):
@@ -409,6 +422,12 @@ def _fit_elastic_net(X, y, lam, alpha, loss, n_classes, standardize, fit_interce
             raise ValueError(f"init must be weight ({problem.K}, {problem.C}) and bias ({problem.K},)")
         W0, b0 = problem.to_internal(W_init, b_init if fit_intercept else torch.zeros_like(b_init))
     W_int, b_int, n_iter, status, history = _solve(problem, lam, alpha, W0, b0, tol, max_iter, record_history)
+    if status == "max_iter":
+        warnings.warn(
+            f"the elastic-net solver stopped at max_iter={max_iter} before reaching tol={tol:g} (lam={lam:g}); "
+            "the head may be far from the optimum: raise max_iter, loosen tol, or rescale the features",
+            ConvergenceWarning, stacklevel=3,
+        )
     if fit_intercept and loss == "multinomial":
         b_int = b_int - b_int.mean()  # softmax is shift invariant in b: report the centred one
     W, b = problem.to_original(W_int, b_int)
@@ -463,7 +482,7 @@ def elastic_net_path(
     By default ``n_lams`` values log-spaced from λ_max (all weights zero) down to ``eps``·λ_max.
     The data are moved to the device once for the whole path.
     """
-    target = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    target = default_device(device)
     shape = getattr(X, "shape", None) or np.shape(X)
     with cpu_threads(target, int(shape[0]) * int(shape[1]) * int(n_classes or 10), num_threads):
         problem = _Problem(X, y, n_classes, loss, standardize, fit_intercept, device, dtype)

@@ -6,7 +6,8 @@ returns a ``plotly.graph_objects.Figure``; plotly is imported on first use.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,11 @@ __all__ = [
     "concept_auroc_bars",
     "contribution_bars",
     "editing_bars",
+    "editing_comparison_bars",
+    "grounding_bars",
+    "grounding_panel",
     "intervention_line",
+    "intervention_policies",
     "per_class_accuracy_bars",
     "weight_heatmap",
 ]
@@ -32,6 +37,8 @@ FAMILY_COLORS = {
 }
 POSITIVE, NEGATIVE, NEUTRAL = "#2e7d32", "#c62828", "#9e9e9e"
 BEFORE, AFTER, AFTER_NORMALIZED = "#9e9e9e", "#1565c0", "#64b5f6"
+#: one colour per intervention policy (``conceptlab.cbm.interventions.POLICIES``)
+POLICY_COLORS = {"random": "#9e9e9e", "weight": "#1565c0", "uncertainty": "#e65100"}
 
 
 def _go():
@@ -167,4 +174,112 @@ def editing_bars(accuracy: pd.DataFrame, title: str | None = None, height: int =
     title = title or "Accuracy before and after pruning"
     _layout(figure, title, height, barmode="group", legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"})
     figure.update_yaxes(range=[0, 1.1], title={"text": "accuracy"})
+    return figure
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    return f"rgba({int(h[0:2], 16)}, {int(h[2:4], 16)}, {int(h[4:6], 16)}, {alpha})"
+
+
+def intervention_policies(curves: pd.DataFrame, legacy: pd.DataFrame | None = None, title: str = "Intervening with true concept values", height: int = 400):
+    """Accuracy against k per policy (``conceptlab.cbm.interventions.intervention_curves``), each with
+    its 95 % bootstrap band; ``legacy`` adds the weight-order curve with class-mean values
+    (``metrics.intervention_curve``) as a dotted line for comparison."""
+    go = _go()
+    figure = go.Figure()
+    for policy, group in curves.groupby("policy", sort=False):
+        group = group.sort_values("k")
+        color = POLICY_COLORS.get(str(policy), NEUTRAL)
+        if {"low", "high"} <= set(group.columns):
+            figure.add_trace(go.Scatter(
+                x=list(group["k"]) + list(group["k"])[::-1], y=list(group["high"]) + list(group["low"])[::-1], fill="toself",
+                fillcolor=_rgba(color, 0.15), line={"width": 0}, hoverinfo="skip", showlegend=False, name=f"{policy} 95 %",
+            ))
+        figure.add_trace(go.Scatter(
+            x=group["k"], y=group["accuracy"], mode="lines+markers", name=str(policy), line_color=color, marker={"size": 5},
+            customdata=np.stack([group.get("low", group["accuracy"]), group.get("high", group["accuracy"])], axis=1),
+            hovertemplate=f"{policy}<br>k=%{{x}}<br>accuracy %{{y:.3f}} [%{{customdata[0]:.3f}}, %{{customdata[1]:.3f}}]<extra></extra>",
+        ))
+    if legacy is not None:
+        figure.add_trace(go.Scatter(
+            x=legacy["k"], y=legacy["accuracy"], mode="lines", name="weight order, class-mean values", line={"color": NEUTRAL, "dash": "dot"},
+            hovertemplate="class-mean values<br>k=%{x}<br>accuracy %{y:.3f}<extra></extra>",
+        ))
+    _layout(figure, title, height, legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"})
+    figure.update_xaxes(title={"text": "concepts per image set to their true value (k)"})
+    low = float(np.nanmin([curves["low"].min() if "low" in curves else curves["accuracy"].min(), *([] if legacy is None else [legacy["accuracy"].min()])]))
+    figure.update_yaxes(title={"text": "accuracy"}, range=[max(0.0, low - 0.05), 1.01])
+    return figure
+
+
+def editing_comparison_bars(table: pd.DataFrame, splits: tuple[str, ...] = ("test", "shifted"), title: str = "Edits that fix the shortcut", height: int = 380):
+    """Accuracy per model (``EditingComparison.table``: original, each edit, oracle) on each split,
+    with 95 % bootstrap intervals as error bars."""
+    go = _go()
+    colors = {"test": BEFORE, "shifted": AFTER}
+    figure = go.Figure()
+    for split in splits:
+        if split not in table.columns:
+            continue
+        error = None
+        if f"{split}_low" in table.columns:
+            error = {"type": "data", "symmetric": False, "array": (table[f"{split}_high"] - table[split]).to_numpy(),
+                     "arrayminus": (table[split] - table[f"{split}_low"]).to_numpy(), "thickness": 1.2, "width": 4}
+        figure.add_bar(name=split, x=list(table.index), y=table[split], error_y=error, marker_color=colors.get(split, NEUTRAL),
+                       text=[f"{v:.3f}" for v in table[split]], textposition="inside")
+    _layout(figure, title, height, barmode="group", legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"})
+    figure.update_yaxes(range=[0, 1.05], title={"text": "accuracy (95 % interval)"})
+    return figure
+
+
+def grounding_panel(image: Any, maps: Mapping[str, np.ndarray], mask: np.ndarray | None = None, title: str = "Where does it look", height: int = 330):
+    """An image beside its attribution maps (``method -> (H, W)``, red = evidence for the concept,
+    blue = against), each with the outline of ``mask`` (the region the concept should use)."""
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    pixels = np.asarray(image)
+    names = list(maps)
+    figure = make_subplots(rows=1, cols=1 + len(names), subplot_titles=["image", *[n.replace("_", " ") for n in names]], horizontal_spacing=0.03)
+    figure.add_trace(go.Image(z=pixels, hoverinfo="skip"), row=1, col=1)
+    for c, name in enumerate(names, start=2):
+        a = np.asarray(maps[name], dtype=np.float64)
+        limit = float(np.abs(a).max()) or 1.0
+        figure.add_trace(go.Heatmap(
+            z=a, colorscale="RdBu", reversescale=True, zmid=0, zmin=-limit, zmax=limit, showscale=False,
+            hovertemplate=f"{name}<br>x %{{x}}, y %{{y}}<br>attribution %{{z:.3g}}<extra></extra>",
+        ), row=1, col=c)
+        if mask is not None:
+            figure.add_trace(go.Contour(
+                z=np.asarray(mask, dtype=float), contours={"start": 0.5, "end": 0.5, "size": 1, "coloring": "none"},
+                line={"color": "#111", "width": 1.5}, showscale=False, hoverinfo="skip", name="mask",
+            ), row=1, col=c)
+        figure.update_yaxes(autorange="reversed", row=1, col=c)
+    for c in range(1, 2 + len(names)):
+        figure.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, scaleanchor=f"y{'' if c == 1 else c}", row=1, col=c)
+        figure.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, row=1, col=c)
+    _layout(figure, title, height, showlegend=False)
+    return figure
+
+
+def grounding_bars(table: pd.DataFrame, value: str = "mass", by: str = "family", title: str | None = None, height: int = 360):
+    """``GroundingResult.table()`` as bars per family and method with 95 % intervals, against the
+    chance level (the region's area for ``"mass"`` and ``"pointing"``) as a dotted marker."""
+    go = _go()
+    figure = go.Figure()
+    for method, group in table.groupby("method", sort=False):
+        error = None
+        if f"{value}_low" in group.columns:
+            error = {"type": "data", "symmetric": False, "array": (group[f"{value}_high"] - group[value]).to_numpy(),
+                     "arrayminus": (group[value] - group[f"{value}_low"]).to_numpy(), "thickness": 1.2, "width": 4}
+        figure.add_bar(name=str(method).replace("_", " "), x=list(group[by]), y=group[value], error_y=error,
+                       hovertemplate=f"{method}<br>%{{x}}<br>{value} %{{y:.3f}}<extra></extra>")
+    chance = table.groupby(by, sort=False)["area"].mean()
+    figure.add_trace(go.Scatter(x=list(chance.index), y=chance.to_numpy(), mode="markers", name="chance (region's area)",
+                                marker={"symbol": "line-ew", "size": 26, "line": {"width": 2, "color": "#333"}}))
+    label = {"mass": "attribution mass in the right region", "pointing": "pointing game (hits)"}.get(value, value)
+    _layout(figure, title or f"Where the concepts look: {label}", height, barmode="group",
+            legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"})
+    figure.update_yaxes(range=[0, 1.05], title={"text": label})
     return figure

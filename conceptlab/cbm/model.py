@@ -1,54 +1,47 @@
 """The one interface every concept bottleneck model in conceptlab shares.
 
-A CBM maps embeddings to concept scores (``transform``), concept scores to class logits through a
-linear head W (K, C) + b (K,), and optionally adds a residual linear layer on the raw embedding
-(PCBM-h)::
+A CBM is a **concept layer** (embeddings -> concept scores, :mod:`conceptlab.cbm.layers`) and a
+**head** (scores -> class logits through W (K, C) + b (K,), optionally plus a residual linear
+layer on the raw embedding, :mod:`conceptlab.cbm.heads`)::
 
     logits(x) = W · s(x) + b  [+ R · x + r]
 
-Subclasses (PCBM, PCBM-h; LaBo and DN-CBM later) implement ``_fit`` and, when their concept
-scores are not the bank's margin/dot product, ``_compute_scores``. Everything else -- prediction,
-explanation, intervention, pruning, save/load -- lives here once.
+A method is a recipe of the two: a subclass implements ``_make_layer()`` and
+``_make_head(n_concepts, n_classes)`` from its parameters, registers itself with
+``@register_method("name")`` in a file of ``conceptlab/cbm/methods/``, and gets fitting,
+prediction, explanation, intervention, pruning and save/load from here.
 
-scikit-learn contract: the constructor stores parameters only; ``fit`` returns self; learned
-state ends in ``_``; edits return new models and never change the original.
+scikit-learn contract (``BaseEstimator`` + ``ClassifierMixin``): the constructor stores
+parameters only; ``fit`` does the data-dependent work (concept selection, learned projections;
+validation data is a ``fit`` argument) and returns self; learned state ends in ``_``;
+``sklearn.base.clone`` works; edits return new models and never change the original.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
-import inspect
 import os
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 
-from conceptlab.cbm.scores import as_matrix, concept_scores
-from conceptlab.concepts.bank import (
-    ConceptBank,
-    library_provenance,
-    read_json,
-    read_tensors,
-    unknown_name,
-    write_json,
-    write_tensors,
-)
-from conceptlab.concepts.concept import jsonable
+from conceptlab.cbm.calibration import align_concept_labels
+from conceptlab.cbm.heads.base import Head, HeadContext
+from conceptlab.cbm.layers import ConceptLayer
+from conceptlab.cbm.persistence import load_model, save_model
+from conceptlab.concepts.bank import ConceptBank, library_provenance, unknown_name
+from conceptlab.registry import METHODS
+from conceptlab.utils import as_matrix, store_params
 
-__all__ = ["ConceptBottleneckModel", "InterventionResult", "CBM_FORMAT"]
-
-CBM_FORMAT = "conceptlab.ConceptBottleneckModel"
-CBM_FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-TENSOR_FILE = "model.safetensors"
-BANK_DIR = "bank"
+__all__ = ["ConceptBottleneckModel", "InterventionResult"]
 
 
 @dataclass(frozen=True)
@@ -65,57 +58,51 @@ def _softmax(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.double(), dim=1).float()
 
 
-class ConceptBottleneckModel:
-    """Base class: a linear head over concept scores, with optional residual.
+class ConceptBottleneckModel(ClassifierMixin, BaseEstimator):
+    """Base class: a concept layer and a head (module docstring).
 
     Args:
-        bank: the :class:`~conceptlab.concepts.ConceptBank` the scores are computed against.
+        bank: the :class:`~conceptlab.concepts.ConceptBank` the method starts from (its concept
+            layer may keep a subset or learn new concepts from it: the fitted concepts are ``bank_``).
         class_names: class names, in label order; by default ``"0" .. "K-1"`` from the labels.
-        score_mode: ``"margin"`` (PCBM) or ``"dot"`` (LaBo/V2C), see
-            :func:`~conceptlab.cbm.scores.concept_scores`.
         seed: recorded in provenance and used by stochastic parts of ``fit``.
     """
 
-    _registry: ClassVar[dict[str, type["ConceptBottleneckModel"]]] = {}
+    #: the name people know the method by (pickers, reports); the class name when empty
+    display_name: ClassVar[str] = ""
+    #: what the method needs of its bank: ``"any"``, ``"class_linked"`` (every concept names its
+    #: classes: LaBo's prior and selection) or ``"sae"`` (one concept per latent of an SAE)
+    bank_kind: ClassVar[str] = "any"
+    #: True when ``fit`` needs validation data (Label-free CBM learns its concepts against it)
+    needs_validation: ClassVar[bool] = False
+    #: parameters that are objects saved beside the model, not JSON (DN-CBM's SAE)
+    artifact_params: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        ConceptBottleneckModel._registry[cls.__name__] = cls
+        if not cls.__dict__.get("display_name"):
+            cls.display_name = cls.__name__
 
-    def __init__(self, bank: ConceptBank, class_names: Sequence[str] | None = None, score_mode: str = "margin", seed: int = 42) -> None:
-        self.bank = bank
-        self.class_names = class_names
-        self.score_mode = score_mode
-        self.seed = seed
+    def __init__(self, bank: ConceptBank, class_names: Sequence[str] | None = None, seed: int = 42) -> None:
+        store_params(self, locals())
 
-    # ------------------------------------------------------------------------------------------
-    # parameters (scikit-learn style)
-    # ------------------------------------------------------------------------------------------
+    # -- the recipe --------------------------------------------------------------------------------
+
+    def _make_layer(self) -> ConceptLayer:
+        """The unfitted concept layer this method's parameters describe."""
+        raise NotImplementedError
+
+    def _make_head(self, n_concepts: int, n_classes: int) -> Head:
+        """The unfitted head this method's parameters describe."""
+        raise NotImplementedError
 
     @classmethod
-    def _param_names(cls) -> list[str]:
-        names = []
-        for klass in cls.__mro__:
-            if klass is object or "__init__" not in vars(klass):
-                continue
-            for name, parameter in inspect.signature(klass.__init__).parameters.items():
-                if name != "self" and parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL) and name not in names:
-                    names.append(name)
-        return names
-
-    def get_params(self, deep: bool = False) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> "ConceptBottleneckModel":
-        valid = self._param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"{type(self).__name__} has no parameter {name!r}; parameters: {', '.join(valid)}")
-            setattr(self, name, value)
-        return self
+    def method_name(cls) -> str | None:
+        """The name this class is registered under (None for an unregistered subclass)."""
+        return METHODS.name_of(cls)
 
     def __repr__(self) -> str:
-        params = {k: v for k, v in self.get_params().items() if k != "bank"}
+        params = {k: v for k, v in self.get_params(deep=False).items() if k not in ("bank", *self.artifact_params)}
         shown = ", ".join(f"{k}={v!r}" for k, v in params.items() if not isinstance(v, (list, tuple)) or len(v) < 6)
         bank = f"{len(self.bank)} concepts" if isinstance(self.bank, ConceptBank) else repr(self.bank)
         fitted = "fitted" if self.is_fitted else "not fitted"
@@ -143,7 +130,7 @@ class ConceptBottleneckModel:
         return self.bank
 
     def _check_embeddings(self, embeddings: Any) -> torch.Tensor:
-        bank = self._check_bank()
+        bank = getattr(self, "bank_", None) or self._check_bank()
         return as_matrix(embeddings, "embeddings", bank.dim, f"the concept bank ({bank.space!r})")
 
     def _resolve_classes(self, labels: Any) -> tuple[torch.Tensor, list[str]]:
@@ -182,37 +169,66 @@ class ConceptBottleneckModel:
     # fitting
     # ------------------------------------------------------------------------------------------
 
-    def fit(self, embeddings: Any, labels: Any) -> "ConceptBottleneckModel":
-        """Fit on raw embeddings (N, d) and labels (N,) (ints in [0, K) or class names)."""
+    def fit(self, embeddings: Any, labels: Any, val_embeddings: Any = None, val_labels: Any = None, concept_labels: Any = None) -> ConceptBottleneckModel:
+        """Fit on raw embeddings (N, d) and labels (N,) (ints in [0, K) or class names).
+
+        ``val_embeddings`` / ``val_labels``: held-out data for the methods that choose an epoch
+        or learn concepts against it (LaBo's best epoch, Label-free CBM's projection).
+        ``concept_labels``: optional training concept labels (a DataFrame with concept-named
+        columns, see :func:`~conceptlab.cbm.calibration.align_concept_labels`), passed to a layer
+        that uses them (``uses_concept_labels``, e.g. calibration) and to the head's context."""
         X = self._check_embeddings(embeddings)
         y, names = self._resolve_classes(labels)
         if len(y) != len(X):
             raise ValueError(f"{len(X)} embeddings but {len(y)} labels")
+        if (val_embeddings is None) != (val_labels is None):
+            raise ValueError("give both val_embeddings and val_labels, or neither")
+        val = None
+        if val_embeddings is not None:
+            Xv = self._check_embeddings(val_embeddings)
+            yv, _ = self._resolve_classes(val_labels)
+            if len(Xv) != len(yv):
+                raise ValueError(f"{len(Xv)} validation embeddings but {len(yv)} labels")
+            val = (Xv, yv)
+        K = len(names)
+        layer = self._make_layer()
+        if concept_labels is not None and getattr(layer, "uses_concept_labels", False):
+            layer = layer.fit(self.bank, X, y, names, val=val, concept_labels=concept_labels)
+        else:
+            layer = layer.fit(self.bank, X, y, names, val=val)
+        scores = layer.scores(X)
+        truth = None
+        if concept_labels is not None:
+            truth = align_concept_labels(concept_labels, layer.bank_.names, len(X))
+        context = HeadContext(X, layer.bank_, names, None if val is None else (layer.scores(val[0]), val[1]), concept_labels=truth)
+        head = self._make_head(len(layer.bank_), K).fit_head(scores, y, K, context)
         self.class_names_ = names
-        self.n_classes_ = len(names)
-        self.concept_names_ = self.bank.names
-        self.residual_weight_ = None
-        self.residual_bias_ = None
+        self.n_classes_ = K
+        self.classes_ = np.arange(K)
+        self._set_fitted(layer, head)
         self.edits_ = []
-        self.weight_ = None
-        self._fit(X, self._compute_scores(X), y)
-        if self.weight_ is None or self.bias_ is None:
-            raise RuntimeError(f"{type(self).__name__}._fit must set weight_ and bias_")
         self.provenance_ = library_provenance(
-            seed=self.seed, model=type(self).__name__, bank_space=self.bank.space, n_train=int(len(y)),
-            **self._provenance_extra(),
+            seed=self.seed, model=type(self).__name__, method=self.method_name(), bank_space=self.bank.space, n_train=int(len(y)),
+            **({"concept_labels": int((~np.isnan(truth)).any(0).sum())} if truth is not None else {}),
+            layer=layer.info(), **head.info(),
         )
         return self
 
-    def _fit(self, X: torch.Tensor, scores: torch.Tensor, y: torch.Tensor) -> None:
-        """Set ``weight_`` (K, C), ``bias_`` (K,) and optionally ``residual_weight_`` / ``residual_bias_``."""
-        raise NotImplementedError
-
-    def _provenance_extra(self) -> dict[str, Any]:
-        return {}
+    def _set_fitted(self, layer: ConceptLayer, head: Head) -> None:
+        self.concept_layer_ = layer
+        self.head_ = head
+        self.bank_ = layer.bank_
+        self.concept_names_ = layer.bank_.names
+        self.weight_ = head.weight_
+        self.bias_ = head.bias_
+        self.residual_weight_ = getattr(head, "residual_weight_", None)
+        self.residual_bias_ = getattr(head, "residual_bias_", None)
+        if self.weight_ is None or self.bias_ is None:
+            raise RuntimeError(f"{type(head).__name__}.fit_head must set weight_ and bias_")
 
     def _compute_scores(self, X: torch.Tensor) -> torch.Tensor:
-        return concept_scores(X, self.bank, self.score_mode)
+        self._check_fitted()
+        return self.concept_layer_.scores(X)
 
     # ------------------------------------------------------------------------------------------
     # inference
@@ -367,11 +383,11 @@ class ConceptBottleneckModel:
         proba = _softmax(logits)
         return InterventionResult(scores.numpy(), logits.numpy(), proba.numpy(), logits.argmax(1).numpy())
 
-    def copy(self) -> "ConceptBottleneckModel":
+    def copy(self) -> ConceptBottleneckModel:
         """A deep copy (the immutable bank is shared)."""
         return copy.deepcopy(self, memo={id(self.bank): self.bank})
 
-    def prune(self, concepts: str | int | Iterable[str | int], classes: str | int | Iterable[str | int] | None = None, renormalize: bool = False) -> "ConceptBottleneckModel":
+    def prune(self, concepts: str | int | Iterable[str | int], classes: str | int | Iterable[str | int] | None = None, renormalize: bool = False) -> ConceptBottleneckModel:
         """An edited copy with W[class, concept] = 0 for the given concepts and classes (all by default).
 
         ``renormalize`` (FACT's prune + normalise): each edited class row is then rescaled so its
@@ -413,100 +429,17 @@ class ConceptBottleneckModel:
     # persistence
     # ------------------------------------------------------------------------------------------
 
-    def _extra_tensors(self) -> dict[str, torch.Tensor]:
-        """Subclass state beyond the head and residual, saved in the safetensors file."""
-        return {}
-
-    def _load_extra(self, tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
-        pass
-
-    def _json_params(self) -> dict[str, Any]:
-        params = {k: v for k, v in self.get_params().items() if k != "bank"}
-        return jsonable(params)
-
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` + ``bank/`` into ``directory``; returns it."""
+        """Write ``config.json`` + ``model.safetensors`` + ``bank/`` (+ the layer's artifacts) into
+        ``directory``; returns it. See :mod:`conceptlab.cbm.persistence`."""
         self._check_fitted()
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tensors = {"weight": self.weight_, "bias": self.bias_}
-        if self.has_residual:
-            tensors.update(residual_weight=self.residual_weight_, residual_bias=self.residual_bias_)
-        extra = self._extra_tensors()
-        clash = sorted(set(extra) & set(tensors))
-        if clash:
-            raise RuntimeError(f"extra tensor names clash with the head's: {clash}")
-        tensors.update(extra)
-        config = {
-            "format": CBM_FORMAT,
-            "format_version": CBM_FORMAT_VERSION,
-            "model_class": type(self).__name__,
-            "model_module": type(self).__module__,
-            "params": self._json_params(),
-            "class_names": self.class_names_,
-            "concept_names": self.concept_names_,
-            "tensors": sorted(tensors),
-            "edits": jsonable(self.edits_),
-            "provenance": self.provenance_,
-            "fitted_state": jsonable(self._fitted_state()),
-        }
-        self.bank.save(directory / BANK_DIR)
-        write_tensors(directory / TENSOR_FILE, tensors, metadata={"format": CBM_FORMAT})
-        write_json(directory / CONFIG_FILE, config)
-        return directory
-
-    def _fitted_state(self) -> dict[str, Any]:
-        """JSON-safe learned scalars of a subclass (e.g. the λ actually used)."""
-        return {}
-
-    def _load_fitted_state(self, state: dict[str, Any]) -> None:
-        for key, value in state.items():
-            setattr(self, key, value)
+        return save_model(self, directory)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "ConceptBottleneckModel":
-        """Read a model written by :meth:`save`; ``ConceptBottleneckModel.load`` returns the saved subclass."""
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise FileNotFoundError(f"no saved model directory at {directory}")
-        config_path = directory / CONFIG_FILE
-        config = read_json(config_path, "model config")
-        if config.get("format") != CBM_FORMAT:
-            raise ValueError(f"{config_path} is not a conceptlab CBM config (format {config.get('format')!r})")
-        if int(config.get("format_version", -1)) > CBM_FORMAT_VERSION:
-            raise ValueError(f"{config_path} has format_version {config.get('format_version')}; this conceptlab reads up to {CBM_FORMAT_VERSION}")
-        name, module = config.get("model_class"), str(config.get("model_module", ""))
-        klass = cls._registry.get(name)
-        if klass is None and module.startswith("conceptlab."):
-            importlib.import_module(module)  # registers the class
-            klass = cls._registry.get(name)
-        if klass is None:
-            raise ValueError(f"{config_path} names model class {name!r} from {module!r}, which conceptlab does not know")
-        if not issubclass(klass, cls):
-            raise TypeError(f"{directory} holds a {name}, not a {cls.__name__}")
-        bank = ConceptBank.load(directory / BANK_DIR)
-        try:
-            params = dict(config["params"])
-            class_names = list(config["class_names"])
-            concept_names = list(config["concept_names"])
-        except (KeyError, TypeError) as error:
-            raise ValueError(f"{config_path} is corrupt: missing {error}") from error
-        if concept_names != bank.names:
-            raise ValueError(f"{config_path} lists concepts that differ from the bank in {directory / BANK_DIR}")
-        tensors = read_tensors(directory / TENSOR_FILE, required=config.get("tensors", ["weight", "bias"]))
-        model = klass(bank=bank, **params)
-        model.class_names_ = class_names
-        model.n_classes_ = len(class_names)
-        model.concept_names_ = concept_names
-        model.weight_ = tensors["weight"].float()
-        model.bias_ = tensors["bias"].float()
-        expected = (len(class_names), len(concept_names))
-        if tuple(model.weight_.shape) != expected or tuple(model.bias_.shape) != (len(class_names),):
-            raise ValueError(f"{directory / TENSOR_FILE} holds a head of shape {tuple(model.weight_.shape)}, expected {expected}")
-        model.residual_weight_ = tensors.get("residual_weight")
-        model.residual_bias_ = tensors.get("residual_bias")
-        model.edits_ = list(config.get("edits", []))
-        model.provenance_ = dict(config.get("provenance") or {})
-        model._load_fitted_state(dict(config.get("fitted_state") or {}))
-        model._load_extra(tensors, config)
-        return model
+    def load(cls, directory: str | os.PathLike) -> ConceptBottleneckModel:
+        """Read a model written by :meth:`save`; ``ConceptBottleneckModel.load`` returns the saved
+        method's class (looked up in the method registry)."""
+        return load_model(directory, cls)
+
+    def _restored(self) -> None:
+        """Called after :func:`~conceptlab.cbm.persistence.load_model` set the fitted state."""

@@ -1,27 +1,36 @@
 """ConceptBank: an ordered set of concepts in one space, saved as JSON + safetensors.
 
 Also home of the small artifact helpers every saved conceptlab object uses: atomic JSON and
-safetensors writes, and reads whose errors name the file at fault. No pickle anywhere.
+safetensors writes, reads whose errors name the file at fault, and the integrity checks of saved
+artifacts: the sha256 of every file a config lists (:func:`file_checksums`, verified by
+:func:`verify_checksums`), finite tensors, and JSON read safely (no FIFO hangs, no
+``RecursionError``). No pickle anywhere.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
+import hashlib
 import os
+import stat
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from conceptlab.utils import atomic_write_bytes, atomic_write_json
 from conceptlab.concepts.concept import Concept, jsonable
+from conceptlab.limits import parse_json, read_regular_file
+from conceptlab.utils import atomic_write_bytes, atomic_write_json
 
 __all__ = [
+    "ArtifactIntegrityError",
     "ConceptBank",
     "UnknownNameError",
+    "file_checksums",
+    "verify_checksums",
     "library_provenance",
     "write_json",
     "read_json",
@@ -30,7 +39,7 @@ __all__ = [
 ]
 
 BANK_FORMAT = "conceptlab.ConceptBank"
-BANK_FORMAT_VERSION = 1
+BANK_FORMAT_VERSION = 2  # 2: the config lists the sha256 of the tensor file
 CONFIG_FILE = "config.json"
 TENSOR_FILE = "concepts.safetensors"
 
@@ -65,6 +74,52 @@ def library_provenance(seed: int | None = None, **extra: Any) -> dict[str, Any]:
     return jsonable({"library": "conceptlab", "library_version": __version__, "seed": seed, **extra})
 
 
+class ArtifactIntegrityError(ValueError):
+    """A saved file that does not match what its config recorded: a changed checksum, a NaN or
+    infinite weight, a tensor of the wrong shape. The message names the file."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_checksums(directory: str | os.PathLike, names: Iterable[str] | None = None) -> dict[str, str]:
+    """``{relative path: sha256}`` of ``names`` in ``directory`` (default: every file under it but
+    ``config.json`` at its top), for a config to record and :func:`verify_checksums` to check."""
+    directory = Path(directory)
+    if names is None:
+        names = sorted(
+            p.relative_to(directory).as_posix() for p in directory.rglob("*")
+            if p.is_file() and p.relative_to(directory).as_posix() != CONFIG_FILE
+        )
+    return {name: _sha256(directory / name) for name in names}
+
+
+def verify_checksums(directory: str | os.PathLike, recorded: Any, config_path: str | os.PathLike) -> None:
+    """Every file ``recorded`` (``{relative path: sha256}``, from ``config_path``) exists under
+    ``directory`` and has that sha256. A missing file is ``FileNotFoundError``; a changed one
+    :class:`ArtifactIntegrityError`; a malformed record (or a path leaving the folder) ValueError."""
+    directory = Path(directory)
+    if not isinstance(recorded, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in recorded.items()):
+        raise ValueError(f"{config_path} is corrupt: 'files' must map file names to sha256 digests")
+    root = directory.resolve()
+    for name, digest in recorded.items():
+        path = directory / name
+        if Path(name).is_absolute() or ".." in Path(name).parts or not path.resolve().is_relative_to(root):
+            raise ValueError(f"{config_path} is corrupt: it lists {name!r}, which is not a file inside {directory}")
+        if not path.is_file():
+            raise FileNotFoundError(f"missing file {path} (listed in {config_path})")
+        if _sha256(path) != digest:
+            raise ArtifactIntegrityError(
+                f"{path} is corrupt: its sha256 does not match the one recorded in {config_path} "
+                "(the file was damaged or changed after it was saved); save the model again"
+            )
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically (temp file + rename)."""
     atomic_write_json(path, obj)
@@ -73,12 +128,9 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def read_json(path: str | os.PathLike, what: str = "config") -> dict[str, Any]:
     """Read a JSON object; a missing file is FileNotFoundError, a broken one ValueError, both naming it."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"missing {what} file {path}")
-    try:
-        obj = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{what} file {path} is corrupt (not valid JSON): {error}") from error
+    obj = parse_json(read_regular_file(path, what=f"{what} file"), f"{what} file {path} is corrupt: it")
     if not isinstance(obj, dict):
         raise ValueError(f"{what} file {path} is corrupt: expected a JSON object, got {type(obj).__name__}")
     return obj
@@ -92,13 +144,16 @@ def write_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], 
     atomic_write_bytes(path, data)
 
 
-def read_tensors(path: str | os.PathLike, required: Iterable[str] = ()) -> dict[str, torch.Tensor]:
-    """Load a safetensors file; missing/corrupt files and absent keys are errors naming the file."""
+def read_tensors(path: str | os.PathLike, required: Iterable[str] = (), finite: bool = True) -> dict[str, torch.Tensor]:
+    """Load a safetensors file; missing/corrupt files, absent keys and (``finite``) NaN or infinite
+    values are errors naming the file."""
     from safetensors.torch import load_file
 
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"missing tensor file {path}")
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise ValueError(f"tensor file {path} is corrupt: not a regular file")
     try:
         tensors = load_file(str(path))
     except Exception as error:  # safetensors raises its own error types for bad headers
@@ -106,7 +161,16 @@ def read_tensors(path: str | os.PathLike, required: Iterable[str] = ()) -> dict[
     missing = [key for key in required if key not in tensors]
     if missing:
         raise ValueError(f"tensor file {path} is corrupt: it lacks {', '.join(missing)}")
+    if finite:
+        check_finite(tensors, path)
     return tensors
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """:class:`ArtifactIntegrityError` when a floating-point tensor holds NaN or infinite values."""
+    bad = sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        raise ArtifactIntegrityError(f"tensor file {path} is corrupt: {', '.join(map(repr, bad))} hold(s) NaN or infinite values")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -154,6 +218,14 @@ class ConceptBank:
                 f"all concept vectors of a bank must have one dimension; got {dims} "
                 f"(first concept {concepts[0].name!r} has {concepts[0].dim}; differing: {', '.join(odd)})"
             )
+        norms = torch.stack([c.vector for c in concepts]).norm(dim=1)
+        degenerate = [c.name for c, n in zip(concepts, norms.tolist()) if not (n > 0 and n != float("inf"))]
+        if degenerate:
+            shown = ", ".join(map(repr, degenerate[:5])) + (", ..." if len(degenerate) > 5 else "")
+            raise ValueError(
+                f"{len(degenerate)} concept(s) have a vector whose norm is zero or not finite in float32: {shown}. Such a "
+                "direction scores every input the same and its margin (c·x + b)/‖c‖ divides by zero; drop or rebuild these concepts"
+            )
         self._concepts = concepts
         self._index = {c.name: i for i, c in enumerate(concepts)}
         self.provenance: dict[str, Any] = jsonable(dict(provenance)) if provenance is not None else library_provenance()
@@ -173,7 +245,7 @@ class ConceptBank:
         metrics: Sequence[Mapping[str, Any] | None] | None = None,
         class_links: Sequence[Sequence[str]] | None = None,
         bank_provenance: Mapping[str, Any] | None = None,
-    ) -> "ConceptBank":
+    ) -> ConceptBank:
         """Build a bank from names and a (C, d) matrix (plus optional (C,) biases)."""
         matrix = torch.as_tensor(np.asarray(vectors.detach().cpu() if isinstance(vectors, torch.Tensor) else vectors, dtype=np.float32))
         if matrix.ndim != 2:
@@ -285,13 +357,13 @@ class ConceptBank:
 
     # -- edits (return new banks) --------------------------------------------------------------
 
-    def subset(self, names: Iterable[str | int]) -> "ConceptBank":
+    def subset(self, names: Iterable[str | int]) -> ConceptBank:
         """A new bank with the given concepts (by name or position), in the order given."""
         keys = list(names)
         picked = [self[k] for k in keys]
         return ConceptBank(picked, provenance={**self.provenance, "subset_of": len(self)})
 
-    def rename(self, old: str | Mapping[str, str], new: str | None = None) -> "ConceptBank":
+    def rename(self, old: str | Mapping[str, str], new: str | None = None) -> ConceptBank:
         """A new bank with ``old`` renamed to ``new`` (or a whole ``{old: new}`` mapping)."""
         mapping = dict(old) if isinstance(old, Mapping) else {old: new}
         for source, target in mapping.items():
@@ -343,11 +415,12 @@ class ConceptBank:
             "biases": torch.tensor([c.bias for c in self], dtype=torch.float64),
         }
         write_tensors(directory / TENSOR_FILE, tensors, metadata={"format": BANK_FORMAT})
-        write_json(directory / CONFIG_FILE, config)
+        config["files"] = file_checksums(directory, [TENSOR_FILE])
+        write_json(directory / CONFIG_FILE, config)  # last: it vouches for the tensor file
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "ConceptBank":
+    def load(cls, directory: str | os.PathLike) -> ConceptBank:
         """Read a bank written by :meth:`save`; every failure names the file at fault."""
         directory = Path(directory)
         if not directory.is_dir():
@@ -356,7 +429,11 @@ class ConceptBank:
         config = read_json(config_path, "concept bank config")
         if config.get("format") != BANK_FORMAT:
             raise ValueError(f"{config_path} is not a concept bank config (format {config.get('format')!r}, expected {BANK_FORMAT!r})")
-        if int(config.get("format_version", -1)) > BANK_FORMAT_VERSION:
+        try:
+            version = int(config.get("format_version", -1))
+        except (TypeError, ValueError):
+            raise ValueError(f"{config_path} is corrupt: bad format_version {config.get('format_version')!r}") from None
+        if version > BANK_FORMAT_VERSION:
             raise ValueError(f"{config_path} has format_version {config.get('format_version')}; this conceptlab reads up to {BANK_FORMAT_VERSION}")
         try:
             entries = list(config["concepts"])
@@ -364,6 +441,10 @@ class ConceptBank:
             dim = int(config["dim"])
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{config_path} is corrupt: missing or bad field {error}") from error
+        if version >= 2 or "files" in config:  # format 1 banks carry no checksums
+            if "files" not in config:
+                raise ValueError(f"{config_path} is corrupt: format_version {version} lists its files' checksums, this one has none")
+            verify_checksums(directory, config["files"], config_path)
         tensor_path = directory / TENSOR_FILE
         tensors = read_tensors(tensor_path, required=("vectors", "biases"))
         vectors, biases = tensors["vectors"], tensors["biases"]
@@ -387,5 +468,10 @@ class ConceptBank:
             ]
         except (KeyError, TypeError) as error:
             raise ValueError(f"{config_path} is corrupt: a concept entry lacks {error}") from error
-        return cls(concepts, provenance=config.get("provenance") or {})
+        except ValueError as error:  # e.g. an empty name
+            raise ValueError(f"{config_path} is corrupt: {error}") from error
+        try:
+            return cls(concepts, provenance=config.get("provenance") or {})
+        except (TypeError, ValueError) as error:  # duplicated names, a zero vector, ...
+            raise ValueError(f"{config_path} is corrupt: {error}") from error
 

@@ -6,11 +6,18 @@ CAV is ``svm.coef_`` and its bias ``svm.intercept_``; train/val accuracy and mar
 the training margins are kept. PCBM writes one bank per C and leaves the choice to the user; here
 every C of the sweep is fitted and the one with the best validation accuracy is kept (ties go to
 the earliest C in the sweep), with the whole sweep recorded in the concept's metrics.
+
+Where we depart from the code: :func:`cavs_from_labels` samples each concept's rows with one numpy
+``default_rng(seed)`` serving all concepts in order; PCBM's ``data/concept_loaders.py`` draws them
+with its own loaders and the legacy global ``np.random`` state, so the same seed picks different
+rows (the protocol -- 2·n_samples per side, without replacement unless too few -- is the same).
+The rows drawn are kept in each concept's provenance, so a run can be replayed exactly.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -23,17 +23,28 @@ Where we depart from the code:
   backbone the similarity is the sentence encoder's alone;
 - filter 2 compares every concept with every class. The code's loop has ``if prod >= cutoff and
   i != j`` with i a class index and j a concept index, so concept j is never compared with class
-  j -- a slip we do not copy.
+  j -- a slip we do not copy;
+- filter 2's exact matches ignore case ("Goldfish", "A GOLDFISH"); the code removes only
+  "", "a ", "A ", "an ", "An ", "the ", "The " + the class name as written;
+- the code sorts the concept list inside filter 2 (``sorted(concepts)``), so filter 3 walks its
+  pairs, and keeps its survivors, in sorted order: which of three mutually similar concepts
+  survives can depend on that order. :func:`lfcbm_filters` keeps the input order by default;
+  ``sort_like_lfcbm=True`` sorts after filter 2 as the code does (the result is then the same for
+  any input order). Filter 3 works in row blocks above ``DENSE_PAIRS_MAX`` pairs, with the same
+  result in bounded memory.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+
+from conceptlab.backbones.base import encode_texts_in_batches
 
 __all__ = [
     "FilterResult",
@@ -51,6 +62,13 @@ CLASS_SIM_CUTOFF = 0.85
 DUPLICATE_CUTOFF = 0.9
 CLIP_CUTOFF = 0.25
 TOP_K = 5
+#: up to this many concept pairs, filter 3 builds the whole N×N similarity matrix as LF-CBM does;
+#: above it, the matrix is computed in row blocks of about ``SIMILARITY_BLOCK_BYTES`` (twice:
+#: once for the row sums, once for the pairs), so memory stays bounded whatever N is
+DENSE_PAIRS_MAX = 2048 * 2048
+SIMILARITY_BLOCK_BYTES = 32 << 20
+#: encoding more texts than this shows a progress bar
+PROGRESS_FROM = 10_000
 
 
 @dataclass
@@ -70,7 +88,7 @@ class FilterResult:
         """Removed concepts: ``concept``, ``filter``, ``reason``, ``value``, ``other``."""
         return pd.DataFrame(self.removed, columns=["concept", "filter", "reason", "value", "other"])
 
-    def then(self, other: "FilterResult") -> "FilterResult":
+    def then(self, other: FilterResult) -> FilterResult:
         """This result followed by ``other`` (which ran on ``self.kept``)."""
         return FilterResult(other.kept, self.removed + other.removed, self.steps + other.steps)
 
@@ -103,7 +121,7 @@ class SentenceEncoder:
     text, so a filter chain encodes each concept once.
     """
 
-    _shared: "SentenceEncoder | None" = None
+    _shared: SentenceEncoder | None = None
 
     def __init__(self, model: Any = None, device: str = "cpu") -> None:
         self._model = model
@@ -111,7 +129,7 @@ class SentenceEncoder:
         self._memo: dict[str, np.ndarray] = {}
 
     @classmethod
-    def default(cls) -> "SentenceEncoder":
+    def default(cls) -> SentenceEncoder:
         """One process-wide instance (loading the model takes seconds)."""
         if cls._shared is None:
             cls._shared = cls()
@@ -134,7 +152,9 @@ class SentenceEncoder:
         texts = [str(t) for t in texts]
         todo = [t for t in dict.fromkeys(texts) if t not in self._memo]
         if todo:
-            vectors = np.asarray(self.model.encode(todo, normalize_embeddings=True, show_progress_bar=False, batch_size=64), dtype=np.float32)
+            vectors = np.asarray(
+                self.model.encode(todo, normalize_embeddings=True, show_progress_bar=len(todo) > PROGRESS_FROM, batch_size=64), dtype=np.float32,
+            )
             self._memo.update(zip(todo, vectors))
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
@@ -143,8 +163,8 @@ class SentenceEncoder:
 
 def _encode_clip(backbone: Any, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
     with torch.no_grad():
-        parts = [backbone.encode_texts(list(texts[s : s + batch_size])).float().cpu() for s in range(0, len(texts), batch_size)]
-    return torch.nn.functional.normalize(torch.cat(parts), dim=1).numpy()
+        embeddings = encode_texts_in_batches(backbone, texts, batch_size)
+    return torch.nn.functional.normalize(embeddings, dim=1).numpy()
 
 
 def _as_encoder(sentence_encoder: Any) -> Any:
@@ -174,6 +194,35 @@ def text_similarity(
         total = total + clip_weight * (_encode_clip(backbone, list(a)) @ _encode_clip(backbone, list(b)).T)
         weight += clip_weight
     return np.asarray(total, dtype=np.float64) / weight
+
+
+def _similarity_rows(concepts: Sequence[str], sentence_encoder: Any = None, backbone: Any = None, clip_weight: float = 3.0):
+    """``rows(start, stop)`` -> the (stop − start, N) block of :func:`text_similarity` (concepts,
+    concepts), with the same arithmetic; each encoder runs once over the concepts."""
+    encoder = _as_encoder(sentence_encoder)
+    if encoder is None and backbone is None:
+        raise ValueError("text_similarity needs a sentence encoder or a backbone")
+    S = np.asarray(encoder.encode(list(concepts))) if encoder is not None else None
+    C = _encode_clip(backbone, list(concepts)) if backbone is not None else None
+    weight = (1.0 if S is not None else 0.0) + (clip_weight if C is not None else 0.0)
+
+    def rows(start: int, stop: int) -> np.ndarray:
+        # in place, but the very same float32 products and sums, then float64, as text_similarity
+        total = S[start:stop] @ S.T if S is not None else None
+        if C is not None:
+            clip = C[start:stop] @ C.T
+            clip *= np.float32(clip_weight) if clip.dtype == np.float32 else clip_weight
+            if total is None:
+                total = clip
+            else:
+                total += clip
+            del clip
+        out = total.astype(np.float64)
+        del total
+        out /= weight
+        return out
+
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -240,19 +289,32 @@ def filter_near_duplicates(
     concepts = _unique(concepts)
     if len(concepts) < 2:
         return _result("near_duplicate", concepts, [], cutoff=cutoff)
-    sim = text_similarity(concepts, concepts, sentence_encoder, backbone)
-    totals = sim.sum(1)
+    n = len(concepts)
+    if n * n <= DENSE_PAIRS_MAX:
+        sim = text_similarity(concepts, concepts, sentence_encoder, backbone)
+        blocks = [(0, sim)]
+        totals = sim.sum(1)
+    else:  # the same matrix in row blocks: pass 1 sums rows, pass 2 walks the pairs
+        similarity_rows = _similarity_rows(concepts, sentence_encoder, backbone)
+        step = max(1, SIMILARITY_BLOCK_BYTES // (16 * n))  # a float64 block and two float32 ones
+        totals = np.empty(n)
+        for start in range(0, n, step):
+            totals[start : start + step] = similarity_rows(start, min(start + step, n)).sum(1)
+        blocks = ((start, similarity_rows(start, min(start + step, n))) for start in range(0, n, step))
     deleted: dict[int, dict[str, Any]] = {}
-    rows, cols = np.nonzero(sim >= cutoff)
-    for i, j in zip(rows.tolist(), cols.tolist()):  # row-major, as the nested loops
-        if i == j or i in deleted or j in deleted:
-            continue
-        lose, keep = (i, j) if totals[i] < totals[j] else (j, i)
-        deleted[lose] = {
-            "concept": concepts[lose], "filter": "near_duplicate",
-            "reason": f"similarity {sim[i, j]:.3f} >= {cutoff} to {concepts[keep]!r}, which is more general (summed similarity {totals[keep]:.2f} vs {totals[lose]:.2f})",
-            "value": float(sim[i, j]), "other": concepts[keep],
-        }
+    for start, sim in blocks:
+        rows, cols = np.nonzero(sim >= cutoff)
+        for r, j in zip(rows.tolist(), cols.tolist()):  # row-major, as the nested loops
+            i = start + r
+            if i == j or i in deleted or j in deleted:
+                continue
+            lose, keep = (i, j) if totals[i] < totals[j] else (j, i)
+            deleted[lose] = {
+                "concept": concepts[lose], "filter": "near_duplicate",
+                "reason": f"similarity {sim[r, j]:.3f} >= {cutoff} to {concepts[keep]!r}, which is more general (summed similarity {totals[keep]:.2f} vs {totals[lose]:.2f})",
+                "value": float(sim[r, j]), "other": concepts[keep],
+            }
+        del sim, rows, cols  # before the next block is computed
     removed = [deleted[k] for k in sorted(deleted)]
     return _result("near_duplicate", concepts, removed, cutoff=cutoff, clip_half=backbone is not None)
 
@@ -311,12 +373,16 @@ def lfcbm_filters(
     duplicate_cutoff: float = DUPLICATE_CUTOFF,
     clip_cutoff: float = CLIP_CUTOFF,
     top_k: int = TOP_K,
+    sort_like_lfcbm: bool = False,
 ) -> FilterResult:
     """Filters 1-4 in LF-CBM's order. Filter 4 runs only when ``image_embeddings`` and a
-    ``backbone`` are given; ``None`` as a cut-off skips that filter."""
+    ``backbone`` are given; ``None`` as a cut-off skips that filter. ``sort_like_lfcbm``: sort the
+    concepts after filter 2, as LF-CBM's code does (see the module docstring)."""
     result = filter_length(concepts, max_len) if max_len is not None else FilterResult(_unique(concepts))
     if class_cutoff is not None:
         result = result.then(filter_class_similarity(result.kept, class_names, class_cutoff, sentence_encoder, backbone))
+    if sort_like_lfcbm:
+        result = FilterResult(sorted(result.kept), result.removed, result.steps)
     if duplicate_cutoff is not None:
         result = result.then(filter_near_duplicates(result.kept, duplicate_cutoff, sentence_encoder, backbone))
     if clip_cutoff is not None and image_embeddings is not None and backbone is not None:

@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +50,7 @@ __all__ = [
     "greedy_select",
     "greedy_reference",
     "labo_objective",
+    "select_from_bank",
     "submodular_select",
     "COVERAGES",
 ]
@@ -291,3 +293,39 @@ def submodular_select(
         table=pd.DataFrame(rows, columns=["class", "rank", "index", "concept", "gain", "mi"]),
         settings={"k": k, "mi_scale": mi_scale, "coverage_weight": coverage_weight, "coverage": coverage, "sim_shift": offset, "n_candidates": int(len(T))},
     )
+
+
+def select_from_bank(
+    bank: Any,
+    embeddings: Any,
+    labels: Any,
+    class_names: Sequence[str],
+    normalize_images: bool = False,
+    **settings: Any,
+) -> tuple[Any, SelectionResult]:
+    """LaBo's selection over a bank of class-linked candidates: ``(selected bank, result)``.
+
+    Each candidate competes within the first class it is linked to (LaBo's dedupe); the training
+    images are used as given, or L2-normalised with ``normalize_images`` (LaBo's ``use_img_norm``).
+    ``settings`` are :func:`submodular_select`'s (``n_per_class``, ``num_concepts``, ``mi_scale``,
+    ``coverage_weight``, ``coverage``). The one selection pipeline of LaBo models, declarative
+    runs and the app.
+    """
+    from conceptlab.concepts.bank import unknown_name
+
+    class_names = [str(c) for c in class_names]
+    index = {n: i for i, n in enumerate(class_names)}
+    missing = [c.name for c in bank if not c.class_links]
+    if missing:
+        raise ValueError(f"LaBo selection needs every candidate linked to a class; unlinked: {missing[:3]}")
+    bad = [c.class_links[0] for c in bank if c.class_links[0] not in index]
+    if bad:
+        raise unknown_name(bad[0], class_names, "class")
+    concept2cls = np.array([index[c.class_links[0]] for c in bank])
+    X = torch.as_tensor(_np(embeddings, np.float32))
+    if normalize_images:
+        X = torch.nn.functional.normalize(X, dim=1)
+    result = submodular_select(
+        X, labels, bank.vectors, concept2cls, n_classes=len(class_names), names=bank.names, class_names=class_names, **settings
+    )
+    return bank.subset(result.indices.tolist()), result

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
+from conceptlab.backbones.base import encode_texts_in_batches
 from conceptlab.concepts.bank import ConceptBank, library_provenance
 from conceptlab.concepts.concept import Concept
 
@@ -59,7 +60,8 @@ def text_concepts(
     zero-shot recipe), so each vector has unit norm and bias 0: PCBM's margin reduces to c·f(x).
 
     Args:
-        backbone: anything with ``encode_texts(list[str]) -> (M, d)`` and a ``spec`` string.
+        backbone: a :class:`~conceptlab.backbones.Backbone`, or anything with
+            ``encode_texts(list[str]) -> (M, d)`` and a ``spec`` string (called per batch of ``batch_size``).
         names: concept names, unique, in bank order.
         templates: e.g. ``["a photo of {}."]``; each must contain ``{}``.
         prompts: text for each name (the name itself by default): a mapping name -> prompt(s), a
@@ -81,7 +83,7 @@ def text_concepts(
             for template in templates or ["{}"]:
                 texts.append(template.format(prompt))
                 owner.append(i)
-    embeddings = torch.cat([backbone.encode_texts(texts[s : s + batch_size]).float().cpu() for s in range(0, len(texts), batch_size)])
+    embeddings = encode_texts_in_batches(backbone, texts, batch_size)
     embeddings = torch.nn.functional.normalize(embeddings, dim=1)
     owner_t = torch.tensor(owner)
     spec = str(getattr(backbone, "spec", type(backbone).__name__))

@@ -29,16 +29,18 @@ Where we depart from the code:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from conceptlab.backbones.base import encode_texts_in_batches
 from conceptlab.concepts.bank import library_provenance, unknown_name
-from conceptlab.concepts.generation import ConceptSet
+from conceptlab.concepts.language.sets import ConceptSet
 
 __all__ = [
     "V2CTokenizer",
@@ -127,8 +129,7 @@ def load_v2c_vocabulary(path: str | os.PathLike | None = None, pairs: bool = Tru
 
 
 def _encode(backbone: Any, texts: list[str], batch_size: int) -> torch.Tensor:
-    parts = [backbone.encode_texts(texts[s : s + batch_size]).float().cpu() for s in range(0, len(texts), batch_size)]
-    return torch.nn.functional.normalize(torch.cat(parts), dim=1)
+    return torch.nn.functional.normalize(encode_texts_in_batches(backbone, texts, batch_size), dim=1)
 
 
 @torch.no_grad()
@@ -211,7 +212,7 @@ class V2CTokenizer:
         words: Sequence[str],
         class_features: Sequence[Any],
         class_names: Sequence[str],
-    ) -> "V2CTokenizer":
+    ) -> V2CTokenizer:
         """Tokenise.
 
         Args:
@@ -272,7 +273,7 @@ class V2CTokenizer:
             raise NotFittedError("this V2CTokenizer is not fitted yet; call fit(...) first")
 
     def to_concept_set(self) -> ConceptSet:
-        """The tokens as a :class:`~conceptlab.concepts.generation.ConceptSet`, with token counts as scores."""
+        """The tokens as a :class:`~conceptlab.concepts.language.ConceptSet`, with token counts as scores."""
         self._check_fitted()
         return ConceptSet(
             dict(self.class2concepts_),

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["render_image", "COLOR_RGB", "BACKGROUND_RGB"]
+__all__ = ["render_image", "render_masks", "COLOR_RGB", "BACKGROUND_RGB", "FAMILY_REGIONS", "REGIONS"]
 
 COLOR_RGB = {
     "red": (220, 30, 30),
@@ -37,6 +37,11 @@ POSITION_CENTER = {
     "bottom-right": (0.73, 0.73),
 }
 SUPERSAMPLE = 4
+#: the image regions a mask can name
+REGIONS = ("shape", "background")
+#: where the evidence for each attribute family lies: the shape's colour, size, fill, outline and
+#: position are all drawn by the shape's silhouette; the background is everything else
+FAMILY_REGIONS = {"shape": "shape", "color": "shape", "size": "shape", "fill": "shape", "position": "shape", "background": "background"}
 
 
 def _polygon(shape: str, cx: float, cy: float, r: float, angle_deg: float) -> list[tuple[float, float]]:
@@ -119,3 +124,18 @@ def _erode(mask: np.ndarray, steps: int) -> np.ndarray:
         shrunk[:, :-1] &= out[:, 1:]
         out = shrunk
     return out
+
+
+def render_masks(row: dict, resolution: int = 64) -> dict[str, np.ndarray]:
+    """Boolean pixel masks of the image :func:`render_image` draws from ``row``, ``resolution``
+    pixels square: ``"shape"`` (the silhouette: pixels at least half covered by the shape, a
+    pattern's gaps included) and ``"background"`` (the rest), and one per attribute family
+    (``"color"``, ``"size"``, ...), the region of :data:`FAMILY_REGIONS` that carries it.
+
+    The silhouette is the one the image is drawn with (the same supersampled polygon), so a mask
+    and its image always agree."""
+    side = resolution * SUPERSAMPLE
+    coverage = _shape_mask(row, side).reshape(resolution, SUPERSAMPLE, resolution, SUPERSAMPLE).mean(axis=(1, 3))
+    shape = coverage >= 0.5
+    regions = {"shape": shape, "background": ~shape}
+    return {**regions, **{family: regions[region] for family, region in FAMILY_REGIONS.items()}}

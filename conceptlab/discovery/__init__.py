@@ -8,11 +8,15 @@
 - :func:`align_concepts` -- best matches between two concept sets by direction cosine and by
   activation correlation.
 - :func:`grade_latents` -- AUROC against ground-truth concepts, naming precision, recovery.
+- :func:`discover` / :class:`DiscoveryRun` / :func:`list_runs` -- train + name in one call; a run
+  (SAE, names, settings, provenance) saved and loaded as one folder, atomically.
+- ``source.py`` registers the ``sae`` concept source of declarative runs.
 
 sae-lens is imported only when an SAE is trained or loaded, so importing this package is cheap.
 """
 
-from conceptlab.discovery.alignment import ALIGN_BY, align_concepts, correlation_matrix, cosine_matrix
+from conceptlab.concepts.alignment import ALIGN_BY, align_concepts, correlation_matrix, cosine_matrix
+from conceptlab.discovery.centering import SHAPES_TEMPLATES, centre_rows, centred_vocabulary
 from conceptlab.discovery.grading import GradingReport, auroc_matrix, concept_words, grade_latents, name_matches
 from conceptlab.discovery.naming import (
     LatentNames,
@@ -22,35 +26,43 @@ from conceptlab.discovery.naming import (
     name_latents,
     vocabulary_path,
 )
+from conceptlab.discovery.runs import DiscoveryRun, RunInfo, check_run_name, discover, discovery_root, list_runs, sae_params
 from conceptlab.discovery.sae import SAEMetrics, SparseAutoencoder, sae_metrics
+from conceptlab.discovery.source import build_sae_bank  # registers the "sae" concept source
 from conceptlab.discovery.train import TrainResult, TrainSettings, train_sae, train_sae_plain
 
 __all__ = [
     "ALIGN_BY",
+    "DiscoveryRun",
     "GradingReport",
     "LatentNames",
+    "RunInfo",
     "SAEMetrics",
+    "SHAPES_TEMPLATES",
     "SparseAutoencoder",
     "TrainResult",
     "TrainSettings",
     "align_concepts",
     "auroc_matrix",
+    "build_sae_bank",
+    "centre_rows",
+    "centred_vocabulary",
+    "check_run_name",
     "concept_words",
     "correlation_matrix",
     "cosine_matrix",
+    "discover",
+    "discovery_root",
     "embed_vocabulary",
     "grade_latents",
+    "list_runs",
     "load_vocabulary",
     "name_directions",
     "name_latents",
     "name_matches",
     "sae_metrics",
+    "sae_params",
     "train_sae",
     "train_sae_plain",
     "vocabulary_path",
 ]
-
-# -- modality-gap helpers for naming (optional) -------------------------------------------------
-from conceptlab.discovery.centering import SHAPES_TEMPLATES, centre_rows, centred_vocabulary  # noqa: E402
-
-__all__ += ["SHAPES_TEMPLATES", "centre_rows", "centred_vocabulary"]

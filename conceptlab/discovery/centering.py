@@ -26,22 +26,23 @@ the image mean; subtract it yourself (``sae.fit(X - X.mean(0))`` and encode ``X 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
+from conceptlab.data.shapes_facts import NAMING_TEMPLATES
+from conceptlab.utils import as_matrix
+
 __all__ = ["centre_rows", "centred_vocabulary", "SHAPES_TEMPLATES"]
 
-#: the zoo CLIP's caption grammar, one frame per attribute family ("a red shape", "a circle",
-#: "a shape on a white background", "a shape at the top left"), ensembled per word
-SHAPES_TEMPLATES = ("a {} shape", "a {}", "a shape on a {} background", "a shape at the {}")
+#: the zoo CLIP's caption grammar (kept under its old name; the home is ``conceptlab.data.NAMING_TEMPLATES``)
+SHAPES_TEMPLATES = NAMING_TEMPLATES
 
 
 def centre_rows(matrix: Any, mean: Any = None) -> torch.Tensor:
     """Rows of ``matrix`` (N, d) minus ``mean`` (d,) (their own mean by default), unit-normalised."""
-    from conceptlab.discovery.sae import as_activations
-
-    M = as_activations(matrix, "rows")
+    M = as_matrix(matrix, "rows", single_row=False)
     mu = M.mean(0) if mean is None else torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
     if mu.shape != (M.shape[1],):
         raise ValueError(f"the mean has shape {tuple(mu.shape)} but the rows have dimension {M.shape[1]}")

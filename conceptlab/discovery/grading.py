@@ -15,8 +15,9 @@ The family alone (``"color"``) does not.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -80,8 +81,9 @@ class GradingReport:
     """Result of :func:`grade_latents`.
 
     ``latents``: one row per live latent -- ``latent``, ``name``, ``best_concept``, ``auroc``,
-    ``name_matches``, ``named_concept`` (the concept its name names, if any) and
-    ``named_concept_auroc``. ``concepts``: one row per true concept -- ``concept``,
+    ``name_matches``, ``named_concept`` (the concept its name names, if any),
+    ``named_concept_auroc``, ``firing`` (share of the grading rows where it is non-zero) and
+    ``mean_activation`` (its mean over those rows). ``concepts``: one row per true concept -- ``concept``,
     ``best_latent``, ``best_latent_name``, ``auroc``, ``recovered``, ``named_by`` (live latents
     whose name names it).
     """
@@ -126,7 +128,8 @@ def grade_latents(
 
     Args:
         latent_acts: latent activations on the grading images (e.g. ``sae.encode(test_embeddings)``).
-        concepts: (N, C) bool ground truth (``ShapesWorld.concepts``).
+        concepts: (N, C) bool ground truth (``ShapesWorld.concepts``); C = 0 (a dataset without
+            annotations) lists the live latents ungraded (AUROC and precision NaN, recovery 0).
         concept_names: C names ``"family:value"`` (``ShapesWorld.concept_names``).
         names: latent names -- a :class:`~conceptlab.discovery.LatentNames`, a list of M
             strings, or None (naming precision is then NaN).
@@ -157,18 +160,29 @@ def grade_latents(
     auc = auroc_matrix(Z, Y)
     auc_search = np.where(np.isnan(auc), -np.inf, auc)
     live_index = np.flatnonzero(live_mask)
+    fires = Z != 0
+    n_firing = fires.sum(0)
+    firing = n_firing / max(Z.shape[0], 1)
+    mean_activation = np.where(n_firing > 0, np.where(fires, Z, 0).sum(0) / np.maximum(n_firing, 1), 0.0)
     rows = []
     for m in live_index:
-        best = int(np.argmax(auc_search[m]))
         name = latent_names[m]
+        if not concept_names:  # a dataset without annotations: the latents are listed, not graded
+            rows.append({"latent": int(m), "name": name, "best_concept": None, "auroc": float("nan"), "name_matches": False,
+                         "named_concept": None, "named_concept_auroc": float("nan"),
+                         "firing": float(firing[m]), "mean_activation": float(mean_activation[m])})
+            continue
+        best = int(np.argmax(auc_search[m]))
         named = [c for c, cname in enumerate(concept_names) if name_matches(name, cname)]
         rows.append({
             "latent": int(m), "name": name, "best_concept": concept_names[best], "auroc": float(auc[m, best]),
             "name_matches": bool(name_matches(name, concept_names[best])),
             "named_concept": concept_names[named[0]] if named else None,
             "named_concept_auroc": float(auc[m, named[0]]) if named else float("nan"),
+            "firing": float(firing[m]), "mean_activation": float(mean_activation[m]),
         })
-    latents = pd.DataFrame(rows, columns=["latent", "name", "best_concept", "auroc", "name_matches", "named_concept", "named_concept_auroc"])
+    latents = pd.DataFrame(rows, columns=["latent", "name", "best_concept", "auroc", "name_matches", "named_concept",
+                                          "named_concept_auroc", "firing", "mean_activation"])
     concept_rows = []
     for c, cname in enumerate(concept_names):
         if len(live_index):
@@ -183,8 +197,9 @@ def grade_latents(
             "auroc": best_auc, "recovered": bool(best_auc >= threshold) if np.isfinite(best_auc) else False,
             "named_by": [int(m) for m in live_index if name_matches(latent_names[m], cname)],
         })
-    concepts_frame = pd.DataFrame(concept_rows)
-    precision = float(latents["name_matches"].mean()) if names is not None and len(latents) else float("nan")
+    concepts_frame = pd.DataFrame(concept_rows, columns=["concept", "best_latent", "best_latent_name", "auroc", "recovered", "named_by"])
+    graded = names is not None and len(latents) and concept_names
+    precision = float(latents["name_matches"].mean()) if graded else float("nan")
     return GradingReport(
         latents=latents, concepts=concepts_frame, n_latents=n_latents, n_live=int(live_mask.sum()),
         naming_precision=precision, recovery=int(concepts_frame["recovered"].sum()), n_concepts=len(concept_names),

@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+
+from conceptlab.concepts.text import text_concepts
+from conceptlab.utils import as_matrix
 
 __all__ = [
     "LatentNames",
@@ -82,16 +86,12 @@ def _check_vocabulary(words: Sequence[str]) -> list[str]:
 @torch.no_grad()
 def embed_vocabulary(backbone: Any, words: Sequence[str], templates: Sequence[str] | None = None, batch_size: int = 256) -> torch.Tensor:
     """(V, d) unit-norm text embeddings of ``words`` (one per word, templates ensembled)."""
-    from conceptlab.concepts.text import text_concepts
-
     words = _check_vocabulary(words)
     return text_concepts(backbone, words, templates=templates, batch_size=batch_size).vectors
 
 
 def _unit_rows(matrix: Any, what: str) -> torch.Tensor:
-    from conceptlab.discovery.sae import as_activations
-
-    tensor = as_activations(matrix, what)
+    tensor = as_matrix(matrix, what, single_row=False)
     norms = tensor.norm(dim=1, keepdim=True)
     if bool((norms == 0).any()):
         rows = (norms.flatten() == 0).nonzero().flatten()[:5].tolist()
@@ -137,7 +137,7 @@ class LatentNames:
             raise IndexError(f"latent {latent} out of range for {len(self)} latents")
         return int(latent)
 
-    def rename(self, latent: int | Mapping[int, str], name: str | None = None, by: str = "analyst", note: str | None = None) -> "LatentNames":
+    def rename(self, latent: int | Mapping[int, str], name: str | None = None, by: str = "analyst", note: str | None = None) -> LatentNames:
         """A copy with ``latent`` renamed to ``name`` (or a whole ``{latent: name}`` mapping).
 
         The automatic name and its scores stay in the table; ``renamed_by`` and ``note`` record
@@ -220,7 +220,7 @@ class LatentNames:
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "LatentNames":
+    def load(cls, directory: str | os.PathLike) -> LatentNames:
         from conceptlab.concepts.bank import read_json, read_tensors
 
         directory = Path(directory)

@@ -5,6 +5,12 @@
 >>> sae.metrics_                                                       # SAEMetrics on the fit data
 >>> sae.save("runs/sae")        # sae-lens's own layout: cfg.json + sae_weights.safetensors
 >>> sae_lens.SAE.load_from_disk("runs/sae")                            # loads in sae-lens too
+>>> SparseAutoencoder(center=True).fit(embeddings)     # trained on embeddings minus their mean
+
+``center=True`` trains on the inputs minus their mean (``input_mean_``) and folds that mean into
+sae-lens's pre-encoder bias ``b_dec`` (``apply_b_dec_to_input``): every method, and sae-lens
+itself loading the saved folder, then takes and returns *raw* embeddings. The mean is also saved
+on its own (``input_mean.safetensors``) so a reloaded model reports it.
 
 Defaults are Discover-then-Name's (README command + ``MethodOurs`` config): expansion factor 8,
 L1 coefficient 3e-5, Adam lr 5e-4, batch 4096, 200 epochs, resampling every 10 epochs, seed 49,
@@ -24,42 +30,27 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
 from conceptlab.discovery.train import ARCHITECTURES, TrainResult, TrainSettings, train_sae
+from conceptlab.utils import as_matrix
 
 __all__ = ["SAEMetrics", "SparseAutoencoder", "sae_metrics", "as_activations"]
 
 SAE_CFG_FILE = "cfg.json"  # sae_lens.constants.SAE_CFG_FILENAME
 SAE_WEIGHTS_FILE = "sae_weights.safetensors"  # sae_lens.constants.SAE_WEIGHTS_FILENAME
+INPUT_MEAN_FILE = "input_mean.safetensors"  # conceptlab's: the centring mean of a center=True SAE
 METADATA_KEY = "conceptlab"
 
 
 def as_activations(value: Any, what: str = "activations", dim: int | None = None, min_rows: int = 1) -> torch.Tensor:
-    """A finite (N, d) float32 CPU tensor; clear errors for wrong shapes, NaN and infinities."""
-    if isinstance(value, torch.Tensor):
-        tensor = value.detach().to("cpu", torch.float32)
-    else:
-        try:
-            tensor = torch.as_tensor(np.asarray(value, dtype=np.float32))
-        except (TypeError, ValueError) as error:
-            raise TypeError(f"{what} must be a tensor or array of numbers, got {type(value).__name__}") from error
-    if tensor.ndim == 1 and dim is not None:
-        tensor = tensor[None, :]
-    if tensor.ndim != 2:
-        raise ValueError(f"{what} must be a 2-D (N, d) matrix, got shape {tuple(tensor.shape)}")
+    """:func:`conceptlab.utils.as_matrix` in the SAE's terms: a 1-D value is one row only when
+    ``dim`` is given, and a wrong width names the SAE."""
+    tensor = as_matrix(value, what, min_rows=min_rows, single_row=dim is not None)
     if dim is not None and tensor.shape[1] != dim:
         raise ValueError(f"{what} have dimension {tensor.shape[1]}, but the SAE was built for {dim}")
-    if tensor.shape[0] < min_rows:
-        raise ValueError(f"{what} need at least {min_rows} row(s), got {tensor.shape[0]}")
-    if tensor.shape[1] == 0:
-        raise ValueError(f"{what} have zero columns")
-    if torch.isnan(tensor).any():
-        rows = torch.isnan(tensor).any(1).nonzero().flatten()[:5].tolist()
-        raise ValueError(f"{what} contain NaN values (rows {rows} ...)")
-    if not torch.isfinite(tensor).all():
-        raise ValueError(f"{what} contain infinite values")
-    return tensor.contiguous()
+    return tensor
 
 
 @dataclass(frozen=True)
@@ -119,7 +110,7 @@ def sae_metrics(x: torch.Tensor, x_hat: torch.Tensor, z: torch.Tensor) -> SAEMet
     )
 
 
-class SparseAutoencoder:
+class SparseAutoencoder(BaseEstimator):
     """Sparse autoencoder on cached embeddings, trained with sae-lens.
 
     Args:
@@ -138,6 +129,9 @@ class SparseAutoencoder:
         mse_reduction: ``"mean"`` over features (DN-CBM) or ``"sum"`` (sae-lens); ``None`` ->
             ``"mean"`` for standard, ``"sum"`` for topk (sae-lens's own TopK loss).
         init: ``"dncbm"`` or ``"sae_lens"`` initialisation.
+        center: train on the inputs minus their mean (stored as ``input_mean_`` and folded into
+            ``b_dec``, so callers still pass raw embeddings). False = DN-CBM (raw embeddings);
+            ShapesWorld's recommended settings centre (``conceptlab.data.shapes_facts.SAE_SETTINGS``).
         seed: seeds everything random in ``fit`` (DN-CBM 49); training is deterministic on CPU.
         device: None -> CUDA when present.
         progress: show a progress bar while training.
@@ -145,7 +139,7 @@ class SparseAutoencoder:
     Attributes (after ``fit``): ``sae_`` (the sae-lens inference SAE: ``StandardSAE`` or
     ``TopKSAE``), ``metrics_`` (:class:`SAEMetrics` on the fit data), ``live_`` (bool (M,): fired
     on the fit data), ``history_`` (per-step losses, resampling events, timing), ``n_steps_``,
-    ``provenance_``.
+    ``input_mean_`` ((d,) float tensor when ``center``, else None), ``provenance_``.
     """
 
     def __init__(
@@ -163,6 +157,7 @@ class SparseAutoencoder:
         unit_norm_decoder: bool = True,
         mse_reduction: str | None = None,
         init: str = "dncbm",
+        center: bool = False,
         seed: int = 49,
         device: str | None = None,
         progress: bool = True,
@@ -180,26 +175,17 @@ class SparseAutoencoder:
         self.unit_norm_decoder = unit_norm_decoder
         self.mse_reduction = mse_reduction
         self.init = init
+        self.center = center
         self.seed = seed
         self.device = device
         self.progress = progress
 
-    _PARAMS = ("expansion", "n_latents", "architecture", "l1", "k", "lr", "epochs", "steps", "batch_size", "resample_every",
-               "unit_norm_decoder", "mse_reduction", "init", "seed", "device", "progress")
-
-    def get_params(self, deep: bool = False) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._PARAMS}
-
-    def set_params(self, **params: Any) -> "SparseAutoencoder":
-        for name, value in params.items():
-            if name not in self._PARAMS:
-                raise ValueError(f"SparseAutoencoder has no parameter {name!r}; parameters: {', '.join(self._PARAMS)}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"SparseAutoencoder({shown}) [{'fitted' if self.is_fitted else 'not fitted'}]"
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self.is_fitted
 
     # ------------------------------------------------------------------------------------------
     # fitting
@@ -240,15 +226,21 @@ class SparseAutoencoder:
             mse_reduction=mse_reduction, init=self.init, seed=int(self.seed), device=self.device, progress=bool(self.progress),
         )
 
-    def fit(self, acts: Any, y: Any = None, provenance: dict[str, Any] | None = None) -> "SparseAutoencoder":
+    def fit(self, acts: Any, y: Any = None, provenance: dict[str, Any] | None = None) -> SparseAutoencoder:
         """Train on raw embeddings ``acts`` (N, d); ``y`` is ignored. Returns self.
 
-        ``provenance`` (e.g. the activation-store key and backbone spec) is recorded with the run.
+        With ``center`` the SAE trains on ``acts`` minus their mean, which is then folded into
+        ``b_dec``. ``provenance`` (e.g. the activation-store key and backbone spec) is recorded
+        with the run.
         """
         X = as_activations(acts, "activations", min_rows=2)
         settings = self.settings_for(X.shape[0], X.shape[1])
-        training_sae, result = train_sae(X, settings)
+        mean = X.double().mean(0).float() if self.center else None
+        training_sae, result = train_sae(X if mean is None else X - mean, settings)
         self.sae_ = _inference_sae(training_sae)
+        self.input_mean_ = mean
+        if mean is not None:
+            _fold_input_mean(self.sae_, mean)
         self.settings_ = settings
         self.history_ = result
         self.n_steps_ = result.steps
@@ -329,8 +321,13 @@ class SparseAutoencoder:
 
         conceptlab's parameters, metrics and provenance ride in the config's free-form
         ``metadata["conceptlab"]`` block, so ``sae_lens.SAE.load_from_disk`` reads the folder
-        as is. Files are written to a temporary folder and moved into place.
+        as is (a centred SAE's mean is already in its ``b_dec``); a centred SAE also writes its
+        mean to ``input_mean.safetensors``. Files are written to a temporary folder and moved
+        into place. The metadata block also records the sha256 of the tensor files, which
+        :meth:`load` verifies.
         """
+        from safetensors.torch import save_file
+
         self._check_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -338,7 +335,15 @@ class SparseAutoencoder:
         tmp = Path(tempfile.mkdtemp(prefix=".sae-", dir=directory))
         try:
             self.sae_.save_model(tmp)
-            for name in (SAE_WEIGHTS_FILE, SAE_CFG_FILE):  # config last: a folder with a config is complete
+            names = [SAE_WEIGHTS_FILE, SAE_CFG_FILE]
+            mean = getattr(self, "input_mean_", None)
+            if mean is not None:
+                save_file({"input_mean": mean.detach().cpu().float().contiguous()}, tmp / INPUT_MEAN_FILE)
+                names.insert(0, INPUT_MEAN_FILE)
+            elif (directory / INPUT_MEAN_FILE).exists():  # overwriting a centred SAE with an uncentred one
+                (directory / INPUT_MEAN_FILE).unlink()
+            _record_checksums(tmp, [n for n in names if n != SAE_CFG_FILE])
+            for name in names:  # config last: a folder with a config is complete
                 os.replace(tmp / name, directory / name)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -357,22 +362,48 @@ class SparseAutoencoder:
         })
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, device: str = "cpu") -> "SparseAutoencoder":
+    def load(cls, directory: str | os.PathLike, device: str = "cpu") -> SparseAutoencoder:
         """Load a folder in sae-lens's format (written by :meth:`save` or by sae-lens itself)."""
         from sae_lens import SAE
+
+        from conceptlab.concepts.bank import ArtifactIntegrityError, read_json, read_tensors, verify_checksums
 
         directory = Path(directory)
         if not (directory / SAE_CFG_FILE).is_file() or not (directory / SAE_WEIGHTS_FILE).is_file():
             raise FileNotFoundError(f"{directory} is not a saved SAE: it needs {SAE_CFG_FILE} and {SAE_WEIGHTS_FILE}")
-        sae = SAE.load_from_disk(str(directory), device=device)
-        return cls.from_sae(sae)
+        cfg = read_json(directory / SAE_CFG_FILE, "SAE config")  # safely, before sae-lens reads it
+        meta = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
+        ours = meta.get(METADATA_KEY) if isinstance(meta.get(METADATA_KEY), dict) else {}
+        if "files" in ours:  # written by conceptlab: the tensor files must be the ones it saved
+            verify_checksums(directory, ours["files"], directory / SAE_CFG_FILE)
+        weights = read_tensors(directory / SAE_WEIGHTS_FILE)  # finite, readable
+        _check_sae_shapes(cfg, weights, directory)
+        try:
+            sae = SAE.load_from_disk(str(directory), device=device)
+        except (RuntimeError, KeyError, TypeError) as error:  # shapes that do not match cfg.json, missing fields
+            raise ValueError(f"{directory} is not a loadable SAE: {error}") from error
+        _check_sae_finite(sae, directory)
+        input_mean = None
+        if (directory / INPUT_MEAN_FILE).is_file():
+            try:
+                input_mean = read_tensors(directory / INPUT_MEAN_FILE, required=("input_mean",))["input_mean"]
+            except ArtifactIntegrityError:
+                raise
+            except ValueError as error:  # a truncated or foreign file
+                raise ValueError(f"{directory / INPUT_MEAN_FILE} is not a readable input mean: {error}") from error
+        return cls.from_sae(sae, input_mean=input_mean)
 
     @classmethod
-    def from_sae(cls, sae: Any) -> "SparseAutoencoder":
-        """Wrap any sae-lens SAE (e.g. one loaded from the hub on a machine that has it)."""
+    def from_sae(cls, sae: Any, input_mean: Any = None) -> SparseAutoencoder:
+        """Wrap any sae-lens SAE (e.g. one loaded from the hub on a machine that has it).
+
+        ``input_mean``: the centring mean of a ``center=True`` SAE, for the record only (it is
+        already folded into ``b_dec``); None leaves ``input_mean_`` unknown (None).
+        """
         meta = sae.cfg.metadata.get(METADATA_KEY) or {}
         params = dict(meta.get("params") or {})
-        model = cls(**{k: v for k, v in params.items() if k in cls._PARAMS})
+        names = cls._get_param_names()
+        model = cls(**{k: v for k, v in params.items() if k in names})
         if not params:
             model.architecture = sae.cfg.architecture()
             model.n_latents = int(sae.cfg.d_sae)
@@ -380,6 +411,11 @@ class SparseAutoencoder:
         model.sae_ = sae.eval()
         model.d_in_ = int(sae.cfg.d_in)
         model.d_sae_ = int(sae.cfg.d_sae)
+        if input_mean is not None:
+            input_mean = torch.as_tensor(input_mean, dtype=torch.float32).reshape(-1)
+            if input_mean.shape != (model.d_in_,):
+                raise ValueError(f"the input mean has shape {tuple(input_mean.shape)}, but the SAE encodes {model.d_in_}-d inputs")
+        model.input_mean_ = input_mean
         settings = meta.get("settings")
         model.settings_ = TrainSettings(**settings) if settings else None
         model.metrics_ = SAEMetrics(**meta["metrics"]) if meta.get("metrics") else None
@@ -388,6 +424,39 @@ class SparseAutoencoder:
         model.history_ = TrainResult()
         model.n_steps_ = settings["steps"] if settings else None
         return model
+
+
+def _record_checksums(directory: Path, names: list[str]) -> None:
+    """Add the sha256 of ``names`` to the conceptlab block of ``cfg.json`` in ``directory``."""
+    import json
+
+    from conceptlab.concepts.bank import file_checksums
+    from conceptlab.utils import atomic_write_json
+
+    path = directory / SAE_CFG_FILE
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    cfg.setdefault("metadata", {}).setdefault(METADATA_KEY, {})["files"] = file_checksums(directory, names)
+    atomic_write_json(path, cfg)
+
+
+def _check_sae_shapes(cfg: dict[str, Any], weights: dict[str, torch.Tensor], directory: Path) -> None:
+    """Weights as wide as cfg.json says (d_in, d_sae), checked before sae-lens reads them."""
+    try:
+        d_in, d_sae = int(cfg["d_in"]), int(cfg["d_sae"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{directory / SAE_CFG_FILE} is corrupt: missing or bad {error}") from None
+    expected = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in), "b_enc": (d_sae,), "b_dec": (d_in,)}
+    for name, shape in expected.items():
+        if name in weights and tuple(weights[name].shape) != shape:
+            raise ValueError(f"{directory / SAE_WEIGHTS_FILE} holds {name} of shape {tuple(weights[name].shape)}, but {SAE_CFG_FILE} says {shape}")
+
+
+def _check_sae_finite(sae: Any, directory: Path) -> None:
+    from conceptlab.concepts.bank import ArtifactIntegrityError
+
+    bad = [n for n, p in sae.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise ArtifactIntegrityError(f"{directory / SAE_WEIGHTS_FILE} is corrupt: {', '.join(bad)} hold NaN or infinite values")
 
 
 def _inference_sae(training_sae: Any) -> Any:
@@ -402,6 +471,15 @@ def _inference_sae(training_sae: Any) -> Any:
     training_sae.process_state_dict_for_saving_inference(state)
     sae.load_state_dict(state)
     return sae.eval()
+
+
+@torch.no_grad()
+def _fold_input_mean(sae: Any, mean: torch.Tensor) -> None:
+    """Make an SAE trained on ``x - mean`` take raw ``x``: sae-lens subtracts ``b_dec`` before
+    encoding (``apply_b_dec_to_input``) and adds it after decoding, so ``b_dec += mean`` does both."""
+    if not getattr(sae.cfg, "apply_b_dec_to_input", False):
+        raise ValueError("center=True needs an SAE that subtracts b_dec from its input (apply_b_dec_to_input)")
+    sae.b_dec.add_(mean.to(sae.b_dec.device, sae.b_dec.dtype))
 
 
 def _provenance(model: SparseAutoencoder, settings: TrainSettings, X: torch.Tensor, result: TrainResult,

@@ -39,10 +39,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
+
+from conceptlab.utils import default_device
 
 __all__ = [
     "ARCHITECTURES",
@@ -130,7 +133,7 @@ class TrainSettings:
     def resolved_device(self) -> str:
         if self.device is not None:
             return str(self.device)
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return str(default_device())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -422,7 +425,6 @@ def train_sae_plain(acts: torch.Tensor, settings: TrainSettings, init: dict[str,
     b_dec = init["b_dec"].clone().to(device).requires_grad_(True)
     params = [b_dec, W_dec, W_enc, b_enc]  # sae-lens registration order (clipping sums in this order)
     optimizer = torch.optim.Adam(params, lr=settings.lr, betas=(0.9, 0.999))
-    d_in = acts.shape[1]
     provider = batch_iterator(acts, int(settings.batch_size), settings.seed, device)
     generator = torch.Generator().manual_seed(int(settings.seed) + 1)
     fired = torch.zeros(W_dec.shape[0], dtype=torch.bool, device=device)

@@ -8,15 +8,24 @@ See ``ActivationStore`` and DESIGN.md ("ActivationStore") for the layout and gua
 
 from conceptlab.store.captures import CAPTURES, Capture, get_capture
 from conceptlab.store.reader import StoreCorruptionError, StoredActivations
-from conceptlab.store.store import ActivationStore, InsufficientDiskSpaceError, StoreIntegrityWarning, default_root
+from conceptlab.store.store import (
+    ActivationStore,
+    InsufficientDiskSpaceError,
+    InsufficientMemoryError,
+    StoreIntegrityWarning,
+    StoreUnavailableError,
+    default_root,
+)
 
 __all__ = [
     "CAPTURES",
     "ActivationStore",
     "Capture",
     "InsufficientDiskSpaceError",
+    "InsufficientMemoryError",
     "StoreCorruptionError",
     "StoreIntegrityWarning",
+    "StoreUnavailableError",
     "StoredActivations",
     "default_root",
     "get_capture",

@@ -9,16 +9,19 @@ row's activation can depend (in the last bits) on its batch, the results are bit
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-__all__ = ["DEFAULT_SHARD_BYTES", "default_num_workers", "default_shard_rows", "plan_batches", "run_shards"]
+__all__ = ["DEFAULT_SHARD_BYTES", "DEFAULT_SHARD_SECONDS", "default_num_workers", "default_shard_rows", "plan_batches", "run_shards"]
 
 #: target size of one shard file
 DEFAULT_SHARD_BYTES = 64 * 1024 * 1024
+#: at most about this long to compute one shard (the store times one batch before a new entry):
+#: an interrupted run loses at most this much work
+DEFAULT_SHARD_SECONDS = 30.0
 
 
 def default_num_workers() -> int:

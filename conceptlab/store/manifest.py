@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
+from conceptlab.limits import parse_json, read_regular_file
 from conceptlab.store.files import atomic_write_bytes
 
 __all__ = ["FORMAT", "MANIFEST_NAME", "TENSOR_NAME", "Manifest", "ManifestError", "ShardRecord", "shard_name"]
@@ -26,7 +27,7 @@ def shard_name(index: int) -> str:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class ManifestError(ValueError):
@@ -89,11 +90,14 @@ class Manifest:
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
-        """Parse and check a manifest; any inconsistency is a ManifestError."""
+        """Parse and check a manifest; any inconsistency is a ManifestError (a FIFO or folder in its
+        place, an oversized file or absurdly nested JSON included: never a hang or RecursionError)."""
         try:
-            data = json.loads(path.read_bytes().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ManifestError(f"{path} is not valid JSON: {error}") from error
+            data = parse_json(read_regular_file(path, what="manifest"), f"{path}")
+        except ValueError as error:
+            raise ManifestError(str(error)) from error
+        except IsADirectoryError as error:
+            raise ManifestError(f"{path} is a folder, not a manifest") from error
         try:
             return cls._from_json(data)
         except (KeyError, TypeError, ValueError) as error:

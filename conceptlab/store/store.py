@@ -4,15 +4,25 @@ Layout: ``root/<key>/manifest.json`` + ``shard-00000.safetensors``, ... (see DES
 "ActivationStore"). Writes are atomic and a manifest is rewritten after each finished shard, so a
 killed run loses at most the shard in progress; shards are checked against the manifest on every
 read, and a bad one is reported and recomputed rather than served.
+
+A read-only store (a shared cache on a read-only mount, or one the user may not write) serves its
+complete entries through ``get_or_compute`` without writing anything (a shared lock, no manifest
+rewrite); only a missing or damaged shard, which would need a write, is an error
+(:class:`StoreUnavailableError`). Shard size adapts by bytes and by time (``default_shard_rows``
+and a one-batch timing probe before a new entry's first shard), so an interrupted run of a few
+thousand images on a slow backbone resumes instead of starting over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -21,14 +31,16 @@ from tqdm.auto import tqdm
 
 import conceptlab
 from conceptlab.store.captures import Capture, get_capture
-from conceptlab.store.extract import default_num_workers, default_shard_rows, run_shards
-from conceptlab.store.files import TEMP_PREFIX, atomic_write_bytes, entry_lock, human_bytes
+from conceptlab.store.extract import DEFAULT_SHARD_SECONDS, default_num_workers, default_shard_rows, run_shards
+from conceptlab.store.files import READ_ONLY_ERRNOS, TEMP_PREFIX, atomic_write_bytes, entry_lock, human_bytes
 from conceptlab.store.keys import dataset_identity, resolve_slice, slice_fields, store_key, torch_dtype
 from conceptlab.store.manifest import MANIFEST_NAME, TENSOR_NAME, Manifest, ManifestError, ShardRecord, shard_name
 from conceptlab.store.reader import StoreCorruptionError, StoredActivations, read_shard, shard_problem
 from conceptlab.utils import conceptlab_home
 
-__all__ = ["ActivationStore", "InsufficientDiskSpaceError", "StoreIntegrityWarning", "default_root"]
+__all__ = [
+    "ActivationStore", "InsufficientDiskSpaceError", "InsufficientMemoryError", "StoreIntegrityWarning", "StoreUnavailableError", "default_root",
+]
 
 # safetensors header (8-byte length + JSON with our metadata, padded to 8) per shard, and the
 # manifest's size; measured, rounded up. Only estimates and the free-space check use them.
@@ -40,6 +52,31 @@ _KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
 
 class InsufficientDiskSpaceError(OSError):
     """The disk under the store has less free space than an extraction needs."""
+
+
+class InsufficientMemoryError(MemoryError):
+    """The result of a request would not fit in the memory the machine has available."""
+
+
+class StoreUnavailableError(OSError):
+    """The store cannot do what was asked: it is read-only (or not ours to write) and the entry
+    needs a write, or its root is not a folder."""
+
+
+def _available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo, in bytes (None where there is no such file)."""
+    try:
+        with open("/proc/meminfo", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _read_only(error: OSError) -> bool:
+    return isinstance(error, PermissionError) or error.errno in READ_ONLY_ERRNOS
 
 
 class StoreIntegrityWarning(UserWarning):
@@ -191,9 +228,17 @@ class ActivationStore:
         """
         _check_sizes(batch_size, shard_rows)
         request = _Request(backbone, dataset, capture, indices, dtype)
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreUnavailableError(f"the activation store root {self.root} is a file, not a folder")
+        self._check_memory(request.n_rows * request.dim * request.itemsize)
         directory = self.root / request.key
-        directory.mkdir(parents=True, exist_ok=True)
-        with entry_lock(directory):
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(entry_lock(directory))
+            except OSError as error:
+                if not _read_only(error):
+                    raise
+                return self._read_only_get(directory, request)
             manifest = self._load_manifest(directory, request, batch_size, shard_rows)
             result = torch.empty(request.n_rows, request.dim, dtype=request.torch_dtype)
             self._read_verified(directory, manifest, result)
@@ -201,10 +246,72 @@ class ActivationStore:
             if missing:
                 self._check_disk_space(directory, manifest, missing, request.itemsize)
                 self._remove_temp_files(directory)
+                if not manifest.shards and shard_rows is None:
+                    manifest.shard_rows = self._timed_shard_rows(request, backbone, manifest)
+                    missing = manifest.missing()
                 manifest.save(directory)
                 workers = default_num_workers() if num_workers is None else int(num_workers)
                 self._compute(directory, manifest, request, backbone, missing, result, workers, progress, on_progress)
         return result
+
+    def _read_only_get(self, directory: Path, request: _Request) -> torch.Tensor:
+        """Serve a complete entry of a store this process cannot write: verify, read, write nothing."""
+        unwritable = f"the activation store at {self.root} is read-only (or not writable by this user)"
+        if not (directory / MANIFEST_NAME).is_file():
+            raise StoreUnavailableError(
+                f"{unwritable} and holds no entry for {request.identity} (key {request.key[:12]}...); "
+                "embed it into a writable store (--store / $CONCEPTLAB_HOME), or ask the store's owner to",
+            )
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(entry_lock(directory, create=False, shared=True))
+            except OSError as error:  # no lock file we may open: nobody can be writing here either
+                if not (_read_only(error) or isinstance(error, FileNotFoundError)):
+                    raise
+            try:
+                manifest = Manifest.load(directory / MANIFEST_NAME)
+            except ManifestError as error:
+                raise StoreCorruptionError(f"{error}; {unwritable}, so the entry cannot be repaired here") from error
+            stored = (manifest.key, manifest.rows, manifest.dim, manifest.dtype)
+            if stored != (request.key, request.n_rows, request.dim, request.fields["dtype"]):
+                raise StoreCorruptionError(f"{directory / MANIFEST_NAME} describes {stored}, not this entry; {unwritable}")
+            if not manifest.complete:
+                raise StoreUnavailableError(
+                    f"{unwritable} and its entry {request.key[:12]}... is incomplete "
+                    f"({len(manifest.shards)}/{manifest.n_shards} shards); finish it in a writable copy of the store",
+                )
+            result = torch.empty(request.n_rows, request.dim, dtype=request.torch_dtype)
+            for index in sorted(manifest.shards):
+                record = manifest.shards[index]
+                problem = shard_problem(directory, record)
+                if problem is not None:
+                    raise StoreCorruptionError(f"{problem}; {unwritable}, so it cannot be recomputed here")
+                result[record.start : record.stop] = read_shard(directory, record, manifest.dim, result.dtype)
+            return result
+
+    @staticmethod
+    def _check_memory(needed: int) -> None:
+        available = _available_memory()
+        if available is not None and needed > available:
+            raise InsufficientMemoryError(
+                f"the activations asked for take {human_bytes(needed)} in memory, but only {human_bytes(available)} "
+                "is available; embed fewer rows at once (indices=...) or read a stored entry shard by shard (ActivationStore.open)"
+            )
+
+    def _timed_shard_rows(self, request: _Request, backbone, manifest: Manifest) -> int:
+        """Rows per shard for a new entry: the byte-sized default, made smaller when one batch shows
+        that such a shard would take more than ``DEFAULT_SHARD_SECONDS`` (always a multiple of the
+        batch size, so the rows of every batch, and so the numbers, do not change)."""
+        batch = manifest.batch_size
+        if manifest.rows <= 4 * batch:
+            return manifest.shard_rows
+        rows = range(batch) if request.rows is None else request.rows[:batch].tolist()
+        start = time.perf_counter()
+        inputs = request.capture.collate(backbone)([request.dataset[int(i)] for i in rows])
+        request.capture.encode(backbone, inputs)
+        seconds = max(time.perf_counter() - start, 1e-6)
+        by_time = int(batch / seconds * DEFAULT_SHARD_SECONDS) // batch * batch
+        return max(batch, min(manifest.shard_rows, by_time))
 
     def _load_manifest(self, directory: Path, request: _Request, batch_size: int, shard_rows: int | None) -> Manifest:
         path = directory / MANIFEST_NAME
@@ -238,7 +345,7 @@ class ActivationStore:
                     problem = str(error)
             warnings.warn(
                 f"activation store: {problem}; recomputing rows {record.start}-{record.stop - 1}",
-                StoreIntegrityWarning, stacklevel=3,
+                StoreIntegrityWarning, stacklevel=4,
             )
             del manifest.shards[index]
             dropped = True
@@ -319,9 +426,9 @@ class ActivationStore:
     def open(self, key: str) -> StoredActivations:
         """A complete entry for shard-by-shard reading; no backbone needed, nothing computed."""
         directory = self.path(key)
-        if not (directory / MANIFEST_NAME).is_file():
+        if not os.path.lexists(directory / MANIFEST_NAME):
             raise KeyError(f"the store at {self.root} has no entry {key}")
-        manifest = Manifest.load(directory / MANIFEST_NAME)
+        manifest = Manifest.load(directory / MANIFEST_NAME)  # a ManifestError when it is no manifest
         if not manifest.complete:
             raise ValueError(
                 f"entry {key} is incomplete ({len(manifest.shards)}/{manifest.n_shards} shards); "
@@ -360,8 +467,11 @@ class ActivationStore:
         directory = self.path(key)
         if not directory.is_dir():
             raise KeyError(f"the store at {self.root} has no entry {key}")
-        with entry_lock(directory):  # wait for a writer of this entry to finish
-            shutil.rmtree(directory)
+        try:
+            with entry_lock(directory, create=False):  # wait for a writer of this entry to finish
+                shutil.rmtree(directory)
+        except FileNotFoundError:  # another delete won the race
+            raise KeyError(f"the store at {self.root} has no entry {key}") from None
 
     def total_bytes(self) -> int:
         """Bytes of every file under the store's root."""

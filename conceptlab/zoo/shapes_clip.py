@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from conceptlab.data import ATTRIBUTE_VALUES, ShapesWorld, caption_for
+from conceptlab.data import ATTRIBUTE_VALUES, ShapesWorld, caption_for, family_prompts
 from conceptlab.utils import atomic_write_bytes, atomic_write_text
 
-__all__ = ["ShapesClipRecipe", "train_shapes_clip", "zero_shot_accuracy", "family_prompts", "MODEL_CFG"]
+__all__ = ["ShapesClipRecipe", "build", "train_shapes_clip", "zero_shot_accuracy", "family_prompts", "MODEL_CFG"]
 
 MEAN = (0.48145466, 0.4578275, 0.40821073)  # open_clip's OPENAI_DATASET_MEAN
 STD = (0.26862954, 0.26130258, 0.27577711)
@@ -48,12 +48,6 @@ class ShapesClipRecipe:
     seed: int = 0
     threads: int = 2
     model_cfg: dict = field(default_factory=lambda: json.loads(json.dumps(MODEL_CFG)))
-
-
-def family_prompts(family: str) -> list[str]:
-    """Zero-shot prompts for every value of one family, in ATTRIBUTE_VALUES order."""
-    template = {f: "?" for f in ATTRIBUTE_VALUES}
-    return [caption_for({**template, family: v}, [family]) for v in ATTRIBUTE_VALUES[family]]
 
 
 def _images_to_tensor(dataset: ShapesWorld, indices) -> torch.Tensor:
@@ -185,3 +179,9 @@ def train_shapes_clip(
         return card
     finally:
         torch.set_num_threads(previous_threads)
+
+
+def build(out_dir: str | os.PathLike, progress: bool = True, evaluate: bool = True, **recipe_overrides) -> dict:
+    """The zoo's entry point (``conceptlab zoo build shapes-clip``): :func:`train_shapes_clip` with
+    :class:`ShapesClipRecipe` ``(**recipe_overrides)``."""
+    return train_shapes_clip(out_dir, ShapesClipRecipe(**recipe_overrides), progress=progress, evaluate=evaluate)

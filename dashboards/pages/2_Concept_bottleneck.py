@@ -1,33 +1,35 @@
-"""Train a concept bottleneck model (PCBM / PCBM-h), read its weights, explain and intervene on an image, prune spurious concepts."""
+"""Train a concept bottleneck model (PCBM / PCBM-h / sequential PCBM), read its weights, explain and intervene on an image
+(by hand or with true concept values), see where a concept looks in the image, prune spurious concepts; every accuracy
+with its 95 % bootstrap interval."""
 
-import sys
 from pathlib import Path
 
-DASHBOARDS = str(Path(__file__).resolve().parents[1])  # for `import lib`
-if DASHBOARDS not in sys.path:
-    sys.path.insert(0, DASHBOARDS)
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+import workbench
+from workbench import cbm
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-import streamlit as st  # noqa: E402
-
-import lib  # noqa: E402
-from lib import cbm  # noqa: E402
-from conceptlab.cbm import figures  # noqa: E402
-from conceptlab.cbm.editing import DEFAULT_MIN_SHIFT, editing_study, suggest_from_shift  # noqa: E402
+from conceptlab.analysis import dataset_image, dataset_table
+from conceptlab.cbm import figures
+from conceptlab.cbm.editing import DEFAULT_MIN_SHIFT, editing_study, suggest_from_shift
+from conceptlab.cbm.grounding import concept_region
+from conceptlab.cbm.interventions import MODES, POLICIES, intervention_summary
+from conceptlab.metrics import accuracy_ci
 
 LAM_SCALES = [0.2, 0.5, 1.0, 2.0, 5.0]
 N_SLIDERS = 5
 
-selection = lib.page_setup("Concept bottleneck")
-backbone = lib.load_backbone(selection.backbone)
+selection = workbench.page_setup("Concept bottleneck")
+backbone = workbench.load_backbone(selection.backbone)
 TRAIN_SIZE, EVAL_SIZE = cbm.page_sizes()
 st.markdown(
     "A **post-hoc concept bottleneck model** (PCBM) predicts a class from named concept scores "
     "(“a red shape”, “a circle”, “a shape on a white background”, … 25 text concepts through the backbone's text "
     "encoder) with a sparse linear head, so every prediction is a sum of concept contributions. "
-    "**PCBM-h** adds a residual on the raw embedding. The model is trained on the ShapesWorld "
+    "**PCBM-h** adds a residual on the raw embedding; the **sequential PCBM** calibrates each concept score to a probability on "
+    "the train split's concept labels and trains its head to take interventions. The model is trained on the ShapesWorld "
     "*train* split, where each class sits on its usual background 90 % of the time; the *shifted* "
     "split never shows a class on its usual background."
 )
@@ -50,15 +52,25 @@ with settings_col.expander("Training data and λ", expanded=False):
         help="PCBM's λ = scale / (concepts × classes); larger is sparser. 2 is PCBM's published setting.",
     )
     st.caption(f"Seed {selection.seed} (the sidebar's). Splits are embedded once and kept in the store.")
+    concepts_file = ""
+    if not selection.is_shapesworld:
+        st.caption(f"Your data: {workbench.USER_FRACTIONS['train']:.0%} train / {workbench.USER_FRACTIONS['val']:.0%} val of "
+                   f"{selection.dataset_label} (the sizes above are ShapesWorld's).")
+        concepts_file = st.text_input("Concepts file (one phrase per line; empty: ShapesWorld's 25)", key="cl.cbm.concepts_file").strip()
+        if concepts_file and not Path(concepts_file).expanduser().is_file():
+            st.error(f"No concepts file at `{concepts_file}`; using ShapesWorld's 25 concepts.")
+            concepts_file = ""
 
-train = cbm.load_split(backbone, "train", train_size, selection.seed)
-val = cbm.load_split(backbone, "val", eval_size, selection.seed)
-shifted = cbm.load_split(backbone, "shifted", eval_size, selection.seed)
+spec = selection.dataset_spec
+train = cbm.load_split(backbone, "train", train_size, selection.seed, spec=spec)
+val = cbm.load_split(backbone, "val", eval_size, selection.seed, spec=spec)
+shifted = cbm.load_split(backbone, "shifted", eval_size, selection.seed, spec=spec)  # None on the user's data: no shifted split
+evaluated = {"val": val, **({"shifted": shifted} if shifted is not None else {})}
 
 if source.startswith("Train "):
     method = source.removeprefix("Train ")
-    model = cbm.train_model(method, backbone, train, lam_scale)
-    model_id = f"{method}:{backbone.fingerprint}:{train.key}:{lam_scale}"
+    model = cbm.train_model(method, backbone, train, lam_scale, concepts_file=concepts_file)
+    model_id = f"{method}:{backbone.fingerprint}:{train.key}:{lam_scale}:{concepts_file}"
     model_label = f"{method} trained on {len(train.labels)} train images (λ scale {lam_scale})"
 else:
     entry = saved[choices.index(source) - len(cbm.METHODS)]
@@ -78,15 +90,23 @@ else:
     if not model.bank.space.startswith(backbone.spec):
         st.warning(f"This model's concepts were built for `{model.bank.space}`, not `{backbone.spec}`; its scores may mean little here.")
 
-accuracy = {name: float(np.mean(model.predict(split.embeddings) == split.labels)) for name, split in (("val", val), ("shifted", shifted))}
+intervals = {name: accuracy_ci(split.labels, model.predict(split.embeddings)) for name, split in evaluated.items()}
+accuracy = {name: estimate.value for name, estimate in intervals.items()}
 weights = model.weights_frame()
 nonzero = int((weights.abs() > 1e-5).to_numpy().sum())
 st.caption(model_label)
 metric_cols = st.columns(4)
 metric_cols[0].metric("Accuracy on val", f"{accuracy['val']:.3f}", help=f"{len(val.labels)} val images (backgrounds as in training)")
-metric_cols[1].metric("Accuracy on shifted", f"{accuracy['shifted']:.3f}", help=f"{len(shifted.labels)} shifted images (no class on its usual background)")
+if shifted is not None:
+    metric_cols[1].metric("Accuracy on shifted", f"{accuracy['shifted']:.3f}", help=f"{len(shifted.labels)} shifted images (no class on its usual background)")
+else:
+    metric_cols[1].metric("Accuracy on shifted", "—", help="Your data has no shifted split.")
 metric_cols[2].metric("Non-zero weights", f"{nonzero} / {weights.size}")
 metric_cols[3].metric("Concepts used", f"{int((weights.abs() > 1e-5).any(axis=0).sum())} / {weights.shape[1]}")
+st.caption(
+    "95 % bootstrap intervals over the images: " + " · ".join(f"{name} {ci.format()} ({len(evaluated[name].labels)} images)" for name, ci in intervals.items())
+    + ", 2000 resamples."
+)
 
 # -- 2. weights -----------------------------------------------------------------------------------
 st.header("Concept weights")
@@ -94,8 +114,8 @@ st.plotly_chart(figures.weight_heatmap(model), key="cl.cbm.weights")
 
 # -- 3. explain one image -------------------------------------------------------------------------
 st.header("Explain an image")
-dataset = lib.load_dataset(selection)
-embeddings, _ = lib.load_embeddings(backbone, dataset)
+dataset = workbench.load_dataset(selection)
+embeddings, _ = workbench.load_embeddings(backbone, dataset)
 index = int(
     st.number_input(
         f"Image of {selection.dataset_label} (0 – {len(dataset) - 1})", 0, len(dataset) - 1, 0, key="cl.cbm.image",
@@ -103,13 +123,14 @@ index = int(
     )
 )
 x = embeddings[index : index + 1]
-row = dataset.attributes.iloc[index]
+row = dataset_table(dataset)[0].iloc[index]
 explanation = model.explain(x)
 proba = model.predict_proba(x)[0]
 predicted = explanation.attrs["predicted"]
 image_col, chart_col = st.columns([1, 3])
 with image_col:
-    st.image(dataset.image(index).resize((192, 192)), caption=lib.image_caption(index, row))
+    caption = workbench.image_caption(index, row) if selection.is_shapesworld else f"#{index} {row['class_name']}"
+    st.image(dataset_image(dataset, index).resize((192, 192)), caption=caption)
     verdict = "correct" if predicted == row["class_name"] else f"wrong, the true class is **{row['class_name']}**"
     st.markdown(f"Prediction: **{predicted}** ({proba.max():.0%}) — {verdict}")
 with chart_col:
@@ -163,49 +184,145 @@ probability.update_layout(
 )
 st.plotly_chart(probability, key="cl.cbm.intervention_chart")
 
+# -- 4b. intervene with true values -----------------------------------------------------------------
+st.header("Intervene with true concept values")
+truth_val = cbm.concept_frame(val)
+if truth_val is None:
+    st.info("This dataset has no ground-truth concepts, so there are no true values to intervene with.")
+else:
+    space = "calibrated concept probabilities (true = 1, false = 0)" if cbm.is_probability_model(model) else (
+        "raw concept scores: a true concept takes its 95th training percentile, a false one its 5th (Koh et al.); "
+        "a per-concept calibration on the train split's concept labels gives the probabilities the policies read")
+    st.markdown(
+        f"A person who knows an image's concepts tells the model; k of them per image replace the model's own. "
+        f"This model reads {space}. *Uncertainty-first* sets the concepts whose probability is closest to 0.5 first, "
+        "*weight* the head's most used concepts, *random* any (3 random orders)."
+    )
+    iv_cols = st.columns([2, 2, 3])
+    policy = iv_cols[0].selectbox("Policy for this image", POLICIES, index=POLICIES.index("uncertainty"), key="cl.cbm.tv_policy")
+    mode = iv_cols[1].radio("Mode", MODES, horizontal=True, key="cl.cbm.tv_mode",
+                            help="replace: every chosen concept takes its true value; correct: only those on the wrong side of 0.5.")
+    curves = cbm.intervention_study(model, model_id, train, val, mode)
+    n_known = int(curves["k"].max())
+    k = iv_cols[2].slider("Concepts set to their true value (k)", 0, n_known, min(5, n_known), key="cl.cbm.tv_k")
+    st.plotly_chart(figures.intervention_policies(curves, title="Accuracy on val as k concepts per image take their true value (95 % bands)"),
+                    key="cl.cbm.tv_curves")
+    summary = intervention_summary(curves, at=(0, k), target=0.99)
+    st.dataframe(summary, key="cl.cbm.tv_summary", column_config={c: st.column_config.NumberColumn(format="%.3f") for c in summary.columns if not c.startswith("k to")})
+    truth_row = cbm.concept_frame(dataset)
+    if truth_row is not None:
+        out = cbm.true_value_intervention(model, train, x, truth_row.iloc[index : index + 1].reset_index(drop=True), k, policy, mode)
+        set_names = [names[j] for j in np.flatnonzero(out["intervened"][0])]
+        new = model.class_names_[int(out["predictions"][0])]
+        verdict = "correct" if new == row["class_name"] else "still wrong"
+        st.markdown(
+            f"This image, {policy} policy, k = {k}: " + (f"setting {', '.join(f'`{n}`' for n in set_names)} to the truth, " if set_names else "nothing set, ")
+            + f"the prediction is **{new}** ({verdict}; before: {predicted})."
+        )
+
+# -- 4c. where does it look -------------------------------------------------------------------------
+st.header("Where does it look")
+groundable = [n for n in names if concept_region(n) is not None and n in getattr(dataset, "concept_names", [])]
+if not hasattr(dataset, "masks") or not groundable or not hasattr(backbone, "model"):
+    st.info("Attribution to pixels needs ShapesWorld images (their masks say where each concept lives) and an open_clip backbone.")
+else:
+    ranked = [c for c in concept_rows["concept"] if c in groundable]
+    concept = st.selectbox(
+        "Concept", groundable, index=groundable.index(ranked[0]) if ranked else 0, key=f"cl.cbm.where_concept.{index}",
+        help="By default the image's largest contribution. Its score is attributed to the pixels through the backbone.",
+    )
+    region = concept_region(concept)
+    with st.spinner("Attributing the concept's score to the pixels ..."):
+        looked = cbm.where_it_looks(backbone, model, model_id, dataset, index, concept)
+    j = names.index(concept)
+    maps = {m: looked.maps[(index, j, m)] for m in ("integrated_gradients", "occlusion")}
+    st.plotly_chart(
+        figures.grounding_panel(dataset.image(index), maps, dataset.masks(index)[region],
+                                title=f"Where “{concept}” looks (outline: the {region}, where a {concept.split(':')[0]} concept should look)"),
+        key="cl.cbm.where_panel",
+    )
+    where_cols = st.columns(4)
+    short = {"integrated_gradients": "IG", "occlusion": "Occlusion"}
+    for column, method in zip(where_cols[::2], short):
+        graded = looked.frame.set_index("method").loc[method]
+        column.metric(f"{short[method]}: mass in the {region}", f"{graded['mass']:.2f}",
+                      help=f"Share of the positive attribution inside the {region}; a map that looks everywhere alike gets its area, {graded['area']:.2f}.")
+    for column, method in zip(where_cols[1::2], short):
+        graded = looked.frame.set_index("method").loc[method]
+        column.metric(f"{short[method]}: pointing game", "hit" if graded["hit"] else "miss",
+                      help=f"Does the most positively attributed pixel lie in the {region} (within 1 pixel)?")
+    with st.expander("Grade every concept family"):
+        n_images = st.number_input("Images", 2, 64, 8, key="cl.cbm.where_n", help="The first images of the split shown; each concept is graded where it is present.")
+        if st.toggle("Grade them", key="cl.cbm.where_families"):
+            with st.spinner(f"Attributing every concept on {n_images} images ..."):
+                table = cbm.family_grounding(backbone, model, model_id, dataset, int(n_images))
+            st.plotly_chart(figures.grounding_bars(table), key="cl.cbm.where_families_chart")
+            st.dataframe(table, hide_index=True, key="cl.cbm.where_families_table")
+
 # -- 5. edit ----------------------------------------------------------------------------------------
 st.header("Prune spurious concepts")
-shift = cbm.shift_table(model, model_id, train, shifted)
-suggested = suggest_from_shift(shift, top=4)
-st.markdown(
-    f"Suggested: the concepts that lost at least {DEFAULT_MIN_SHIFT:.0%} of their evidence (weight × correlation with the "
-    "labels) between the train and the shifted split"
-    + (f": {', '.join(f'`{n}`' for n in suggested)}." if suggested else " — none on this model.")
-)
-prune = st.multiselect("Concepts to prune (their weights are set to 0 for every class)", names, default=suggested, key=f"cl.cbm.prune.{model_id}")
-renormalize = st.checkbox(
-    "Prune + normalize", key="cl.cbm.renormalize",
-    help="FACT's variant: rescale each class's weights so their L1 norm is what it was before pruning.",
-)
+prune = []
 edited = model
-if prune:
-    study = editing_study(
-        model, {"val": (val.embeddings, val.labels), "shifted": (shifted.embeddings, shifted.labels)},
-        concepts=prune, renormalize=renormalize,
-    )
-    edited = study.model
-    after, gain = ("after_normalized", "gain_normalized") if renormalize else ("after", "gain")
-    cols = st.columns(4)
-    for column, split in zip(cols, ("val", "shifted")):
-        column.metric(
-            f"{split} accuracy after pruning", f"{study.accuracy.loc[split, after]:.3f}",
-            delta=f"{study.accuracy.loc[split, gain]:+.3f}", help=f"before: {study.accuracy.loc[split, 'before']:.3f}",
-        )
-    st.plotly_chart(figures.editing_bars(study.accuracy, title=f"Accuracy before and after pruning {len(prune)} concept(s)"), key="cl.cbm.editing_chart")
+if shifted is None:
+    st.info("Finding and pruning spurious concepts compares the train split with a shifted one (ShapesWorld's breaks the "
+            "background cue); your data has no shifted split.", icon=":material/info:")
 else:
-    st.info("Choose concepts to prune to see the accuracy change on val and shifted.")
-with st.expander("How each concept fared under the shift"):
-    st.dataframe(
-        shift.reset_index()[["concept", "weight", "share", "evidence_train", "evidence_shifted", "shift"]],
-        hide_index=True,
-        column_config={
-            "weight": st.column_config.NumberColumn("weight (L1)", format="%.3f"),
-            "share": st.column_config.NumberColumn("share of evidence", format="percent"),
-            "evidence_train": st.column_config.NumberColumn("evidence train", format="%.3f"),
-            "evidence_shifted": st.column_config.NumberColumn("evidence shifted", format="%.3f"),
-            "shift": st.column_config.NumberColumn("evidence lost", format="percent"),
-        },
+    shift = cbm.shift_table(model, model_id, train, shifted)
+    suggested = suggest_from_shift(shift, top=4)
+    st.markdown(
+        f"Suggested: the concepts that lost at least {DEFAULT_MIN_SHIFT:.0%} of their evidence (weight × correlation with the "
+        "labels) between the train and the shifted split"
+        + (f": {', '.join(f'`{n}`' for n in suggested)}." if suggested else " — none on this model.")
     )
+    prune = st.multiselect("Concepts to prune (their weights are set to 0 for every class)", names, default=suggested, key=f"cl.cbm.prune.{model_id}")
+    renormalize = st.checkbox(
+        "Prune + normalize", key="cl.cbm.renormalize",
+        help="FACT's variant: rescale each class's weights so their L1 norm is what it was before pruning.",
+    )
+    edited = model
+    if prune:
+        study = editing_study(
+            model, {"val": (val.embeddings, val.labels), "shifted": (shifted.embeddings, shifted.labels)},
+            concepts=prune, renormalize=renormalize,
+        )
+        edited = study.model
+        after, gain = ("after_normalized", "gain_normalized") if renormalize else ("after", "gain")
+        cols = st.columns(4)
+        for column, split in zip(cols, ("val", "shifted")):
+            column.metric(
+                f"{split} accuracy after pruning", f"{study.accuracy.loc[split, after]:.3f}",
+                delta=f"{study.accuracy.loc[split, gain]:+.3f}", help=f"before: {study.accuracy.loc[split, 'before']:.3f}",
+            )
+        ci = study.intervals
+        st.caption(" · ".join(
+            f"{split}: before [{ci.loc[split, 'before_low']:.3f}, {ci.loc[split, 'before_high']:.3f}], after "
+            f"[{ci.loc[split, f'{after}_low']:.3f}, {ci.loc[split, f'{after}_high']:.3f}], McNemar p = {ci.loc[split, f'p_{after}']:.3g}"
+            for split in ("val", "shifted")
+        ) + " (95 % bootstrap intervals; the p-value compares the edited and the original model on the same images).")
+        st.plotly_chart(figures.editing_bars(study.accuracy, title=f"Accuracy before and after pruning {len(prune)} concept(s)"), key="cl.cbm.editing_chart")
+        if st.toggle("Compare with refitting without them and DFR", key="cl.cbm.compare_edits",
+                     help="Refit the head without the pruned concepts; DFR retrains it on group-balanced subsets of the train split."):
+            with st.spinner("Refitting ..."):
+                comparison = cbm.edit_comparison(model, model_id, train, val, shifted, prune)
+            st.plotly_chart(figures.editing_comparison_bars(comparison, splits=("val", "shifted"), title="Edits side by side (95 % intervals)"),
+                            key="cl.cbm.compare_chart")
+            shown_columns = [c for c in ("val", "val_low", "val_high", "shifted", "shifted_low", "shifted_high", "shifted gain", "p shifted") if c in comparison]
+            st.dataframe(comparison[shown_columns], key="cl.cbm.compare_table",
+                         column_config={c: st.column_config.NumberColumn(format="%.3f") for c in shown_columns if c != "p shifted"})
+    else:
+        st.info("Choose concepts to prune to see the accuracy change on val and shifted.")
+    with st.expander("How each concept fared under the shift"):
+        st.dataframe(
+            shift.reset_index()[["concept", "weight", "share", "evidence_train", "evidence_shifted", "shift"]],
+            hide_index=True,
+            column_config={
+                "weight": st.column_config.NumberColumn("weight (L1)", format="%.3f"),
+                "share": st.column_config.NumberColumn("share of evidence", format="percent"),
+                "evidence_train": st.column_config.NumberColumn("evidence train", format="%.3f"),
+                "evidence_shifted": st.column_config.NumberColumn("evidence shifted", format="%.3f"),
+                "shift": st.column_config.NumberColumn("evidence lost", format="percent"),
+            },
+        )
 
 st.subheader("Save")
 default_name = f"{type(model).__name__.lower()}-{'edited' if prune else 'trained'}-seed{selection.seed}"

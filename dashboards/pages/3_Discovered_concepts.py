@@ -1,26 +1,19 @@
 """Discover concepts with a sparse autoencoder on the backbone's embeddings, browse and rename its named latents."""
 
-import sys
-from pathlib import Path
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+import workbench
+from workbench import discovery as dn
 
-DASHBOARDS = str(Path(__file__).resolve().parents[1])  # for `import lib`
-if DASHBOARDS not in sys.path:
-    sys.path.insert(0, DASHBOARDS)
-
-import numpy as np  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-import streamlit as st  # noqa: E402
-
-import lib  # noqa: E402
-from lib import cbm  # noqa: E402
-from lib import discovery as dn  # noqa: E402
-from conceptlab.discovery import name_matches  # noqa: E402
+from conceptlab.analysis import dataset_image, dataset_table, rank_indices
+from conceptlab.discovery import grade_latents
 
 TOP_K = 16
 RENAMES = "cl.dn.renames"  # session state: {run id: {latent: name}}
 
-selection = lib.page_setup("Discovered concepts")
-backbone = lib.load_backbone(selection.backbone)
+selection = workbench.page_setup("Discovered concepts")
+backbone = workbench.load_backbone(selection.backbone)
 try:
     TRAIN_SIZE = dn.default_train_size()
 except ValueError as error:
@@ -46,41 +39,45 @@ with settings_col.expander("Training settings", expanded=False):
     l1 = cols[2].select_slider("L1", [3e-5, 1e-3, 3e-3, 1e-2, 3e-2], value=dn.DEFAULTS["l1"], key="cl.dn.l1",
                                help="sparsity penalty; 3e-5 is DN-CBM's (dense on 64-d embeddings)")
     steps = cols[3].number_input("Steps", 10, 5000, dn.DEFAULTS["steps"], step=100, key="cl.dn.steps")
-    st.caption("Inputs are centred on the train mean; names come from the caption grammar (“a {word} shape”, "
+    centring = "centred on the train mean (inside the SAE)" if dn.DEFAULTS["center"] else "raw"
+    st.caption(f"Inputs are {centring}; names come from the caption grammar (“a {{word}} shape”, "
                "“a shape on a {word} background”, …) ensembled per vocabulary word.")
 
 if source == choices[0]:
-    train = cbm.load_split(backbone, "train", train_size, selection.seed)
-    sae, mean = dn.train_sae(train, n_latents, l1, steps, dn.DEFAULTS["batch_size"], dn.DEFAULTS["centre"])
+    train = workbench.load_split(backbone, "train", train_size, selection.seed, spec=selection.dataset_spec)
+    run = dn.train_run(backbone, train, n_latents=int(n_latents), l1=float(l1), steps=int(steps))
     run_id = f"train:{backbone.fingerprint}:{train.key}:{n_latents}:{l1}:{steps}"
-    names = dn.latent_names(run_id, sae, backbone)
-    provenance = {"backbone": backbone.spec, "train_key": train.key, "n_latents": int(n_latents), "l1": float(l1), "steps": int(steps)}
     label = f"trained on {len(train.labels)} train embeddings ({n_latents} latents, L1 {l1:g}, {steps} steps)"
 else:
-    run = saved[choices.index(source) - 1]
+    info = saved[choices.index(source) - 1]
     try:
-        sae, mean, names, provenance = dn.load_run(run)
+        run = dn.load_run(info)
     except (OSError, ValueError, KeyError) as error:
-        st.error(f"Could not open the saved run at `{run.path}`: {error}")
+        st.error(f"Could not open the saved run at `{info.path}`: {error}")
         st.stop()
-    if sae.d_in_ != backbone.dim:
-        st.error(f"The saved SAE encodes {sae.d_in_}-d embeddings, but `{backbone.spec}` gives {backbone.dim}-d ones.")
+    if run.sae.d_in_ != backbone.dim:
+        st.error(f"The saved SAE encodes {run.sae.d_in_}-d embeddings, but `{backbone.spec}` gives {backbone.dim}-d ones.")
         st.stop()
-    run_id = f"saved:{run.path}:{run.mtime}"
-    label = f"saved run `{run.name}` from `{run.path}`"
+    run_id = f"saved:{info.path}:{info.mtime}"
+    label = f"saved run `{info.name}` from `{info.path}`"
 
 renames = st.session_state.setdefault(RENAMES, {}).setdefault(run_id, {})
 if renames:
-    names = names.rename(dict(renames))
+    run = run.rename(dict(renames))
+sae, names = run.sae, run.names
 
-dataset = lib.load_dataset(selection)
-embeddings, _ = lib.load_embeddings(backbone, dataset)
-z = sae.encode(embeddings - mean).numpy()
-truth = dn.best_concepts(z, dataset.concepts, list(dataset.concept_names))
-table = dn.feature_table(names, z, truth)
-metrics = sae.evaluate(embeddings - mean)
-matches = [name_matches(name, best) for name, best in zip(table["name"], table["best_concept"])]
-recovered = int((truth.groupby("best_concept")["auroc"].max() >= 0.9).sum())
+dataset = workbench.load_dataset(selection)
+embeddings, _ = workbench.load_embeddings(backbone, dataset)
+z = run.encode(embeddings).numpy()
+graded = bool(dataset.concept_names)
+truth = dataset.concepts if graded else np.zeros((len(dataset), 0), dtype=bool)
+report = grade_latents(z, truth, dataset.concept_names, names)
+if not graded:
+    st.info(f"{selection.dataset_label} has no concept annotations: latents are named and browsed, not graded "
+            "(naming precision, recovery and AUROC need ground truth, e.g. 0/1 concept columns in a csv: dataset).",
+            icon=":material/info:")
+table = dn.feature_table(run, report)
+metrics = sae.evaluate(embeddings)
 
 st.caption(label)
 metric_cols = st.columns(6)
@@ -88,9 +85,10 @@ metric_cols[0].metric("Explained variance", f"{metrics.explained_variance:.3f}",
 metric_cols[1].metric("L0", f"{metrics.l0:.1f}", help="mean number of active latents per image")
 metric_cols[2].metric("Live latents", f"{len(table)} / {sae.d_sae_}", help="latents that fire on at least one shown image")
 metric_cols[3].metric("Dead latents", f"{metrics.dead_latents}")
-metric_cols[4].metric("Naming precision", f"{np.mean(matches) if matches else float('nan'):.2f}",
+metric_cols[4].metric("Naming precision", f"{report.naming_precision:.2f}" if graded else "—",
                       help="share of live latents whose name names the true concept they track best")
-metric_cols[5].metric("Concepts recovered", f"{recovered} / {len(dataset.concept_names)}", help="true concepts with a latent of AUROC ≥ 0.9")
+metric_cols[5].metric("Concepts recovered", f"{report.recovery} / {report.n_concepts}" if graded else "—",
+                      help=f"true concepts with a latent of AUROC ≥ {report.threshold:g}")
 
 # -- 2. the feature table ---------------------------------------------------------------------------
 st.header("Features")
@@ -128,7 +126,10 @@ with left:
     st.subheader(f"Latent {latent}: “{names[latent]}”")
     if bool(row["renamed"]):
         st.caption(f"renamed by {row['renamed_by']}; automatic name “{row['auto_name']}”")
-    st.markdown(f"Best true concept: `{info['best_concept']}` (AUROC {info['auroc']:.3f}); fires on {info['firing']:.0%} of the images.")
+    if graded:
+        st.markdown(f"Best true concept: `{info['best_concept']}` (AUROC {info['auroc']:.3f}); fires on {info['firing']:.0%} of the images.")
+    else:
+        st.markdown(f"Fires on {info['firing']:.0%} of the images.")
     st.dataframe(
         {"name": list(row["candidates"]), "cosine": [float(s) for s in row["candidate_scores"]]},
         hide_index=True, key="cl.dn.candidates",
@@ -154,22 +155,26 @@ with right:
     st.plotly_chart(histogram, key="cl.dn.histogram")
 
 st.subheader("Top-activating images")
-top = dn.top_images(z, latent, TOP_K)
+top, _ = rank_indices(z[:, latent], np.arange(len(z)), TOP_K)
+top = top[z[top, latent] > 0]  # images where it does not fire are not its top images
 if len(top):
-    attributes = dataset.attributes
-    lib.image_grid([dataset.image(int(i)) for i in top], [lib.image_caption(int(i), attributes.iloc[int(i)], float(z[i, latent])) for i in top], columns=8)
+    attributes, _ = dataset_table(dataset)
+    if selection.is_shapesworld:
+        captions = [workbench.image_caption(int(i), attributes.iloc[int(i)], float(z[i, latent])) for i in top]
+    else:
+        captions = [f"{float(z[i, latent]):+.2f} · #{int(i)} {attributes['class_name'].iloc[int(i)]}" for i in top]
+    workbench.image_grid([dataset_image(dataset, int(i)) for i in top], captions, columns=8)
 else:
     st.info("This latent does not fire on any shown image.")
 
 st.subheader("Aligned text concepts")
-bank = cbm.text_bank(backbone)
-bank_scores = embeddings @ bank.vectors.numpy().T
 st.dataframe(
-    dn.alignments(names, bank, z, bank_scores, latent), hide_index=True, key="cl.dn.alignment",
+    dn.alignments(run, workbench.text_bank(backbone), z, embeddings, latent), hide_index=True, key="cl.dn.alignment",
     column_config={"cosine": st.column_config.NumberColumn("cosine", format="%.3f"),
                    "correlation": st.column_config.NumberColumn("correlation", format="%.3f")},
 )
-st.caption("Cosine: decoder direction vs the concept's text embedding. Correlation: the latent's activation vs the concept's score c·x over the shown images.")
+st.caption("Cosine: decoder direction vs the concept's text embedding. "
+           "Correlation: the latent's activation vs the concept's score c·x over the shown images.")
 
 # -- 4. save ------------------------------------------------------------------------------------------
 st.header("Save")
@@ -177,7 +182,7 @@ name_col, button_col = st.columns([4, 1], vertical_alignment="bottom")
 folder = name_col.text_input("Folder name", value=f"sae-{sae.d_sae_}-seed{selection.seed}", key="cl.dn.save_name")
 if button_col.button("Save", key="cl.dn.save", type="primary"):
     try:
-        path = dn.save_run(folder, sae, mean, names, dict(provenance))
+        path = dn.save_run(folder, run)
     except (ValueError, OSError) as error:
         st.error(str(error))
     else:

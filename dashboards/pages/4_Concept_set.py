@@ -1,29 +1,40 @@
 """Build a LaBo concept set: candidates per class, what LF-CBM's filters removed and why, LaBo's
 selection, then add, drop or rename concepts and refit."""
 
-import sys
-from pathlib import Path
-
-DASHBOARDS = str(Path(__file__).resolve().parents[1])  # for `import lib`
-if DASHBOARDS not in sys.path:
-    sys.path.insert(0, DASHBOARDS)
-
-import streamlit as st  # noqa: E402
-
-import lib  # noqa: E402
-from lib import cbm  # noqa: E402
-from lib import concept_set as cs  # noqa: E402
+import streamlit as st
+import workbench
+from workbench import cbm
+from workbench import concept_set as cs
 
 WORKING = "cl.cs.working"  # session state: class -> concepts, the analyst's edited set
 MODEL = "cl.cs.model"  # session state: the LaBo fitted on the current set (read by tests)
 KEEP = "cl.cs.keep."  # + class: the multiselect of that class's kept concepts
 
-selection = lib.page_setup("Concept set")
-backbone = lib.load_backbone(selection.backbone)
+selection = workbench.page_setup("Concept set")
+backbone = workbench.load_backbone(selection.backbone)
 TRAIN_SIZE, EVAL_SIZE = cbm.page_sizes()
-train = cbm.load_split(backbone, "train", TRAIN_SIZE, 0)
-val = cbm.load_split(backbone, "val", EVAL_SIZE, 0)
+train = cbm.load_split(backbone, "train", TRAIN_SIZE, 0, spec=selection.dataset_spec)
+val = cbm.load_split(backbone, "val", EVAL_SIZE, 0, spec=selection.dataset_spec)
 classes = list(train.dataset.class_names)
+if not selection.is_shapesworld:  # the shipped candidates are ShapesWorld's; the user's classes need their own
+    st.info(
+        "LaBo starts from candidate concepts for each of your classes. Give them as a JSON file "
+        "(`{\"class\": [\"concept\", ...], ...}`, e.g. saved from an LLM with `conceptlab.concepts.OpenAIProvider`).",
+        icon=":material/info:",
+    )
+    path = st.text_input("Concept set file", key="cl.cs.source_input", placeholder="/path/to/concepts.json").strip()
+    if not path:
+        st.stop()
+    try:
+        chosen = cs.load_concept_set(path)
+    except (OSError, ValueError) as error:
+        st.error(f"Cannot read `{path}`: {error}", icon=":material/error:")
+        st.stop()
+    missing = [c for c in classes if c not in chosen.classes]
+    if missing:
+        st.error(f"`{path}` has no concepts for class(es) {', '.join(missing[:5])}; it lists {', '.join(chosen.classes[:5])}.")
+        st.stop()
+    st.session_state[cs.SOURCE_FILE] = path
 st.markdown(
     "**LaBo** (language in a bottle): concepts generated per class (here the offline provider serving the shipped "
     "ShapesWorld set, a stand-in for LLM answers) pass LF-CBM's filters, LaBo's submodular selection keeps up to "
@@ -43,6 +54,10 @@ st.header("What LF-CBM's filters removed")
 filtered = cs.run_filters(backbone, train)
 st.caption(", ".join(f"{s['filter']}: −{s['removed']}" for s in filtered.steps) + f" → {len(filtered.kept)} kept")
 st.dataframe(filtered.frame[["concept", "filter", "reason"]], hide_index=True, key="cl.cs.removed")
+if not filtered.kept:
+    st.error("The filters removed every candidate: nothing is left to select from (with this backbone the concepts "
+             "are too close to the class names, to each other, or to no image).", icon=":material/error:")
+    st.stop()
 
 # -- 3. selection and edits -----------------------------------------------------------------------
 st.header("Selected set")

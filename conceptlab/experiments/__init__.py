@@ -1,0 +1,48 @@
+"""Declarative runs: probe TOML files (``probes/*.toml``) -> model, metrics and an HTML report.
+
+- :func:`load_probe` / :func:`parse_probe` -- validate a probe file (nothing runs);
+- :func:`run_probe` -- run it (``conceptlab probe run``);
+- :func:`write_report` -- the self-contained HTML report.
+
+Methods and concept sources come from :mod:`conceptlab.registry`; other kinds of run (concept
+vectors, diffusion studies) are files in ``conceptlab/experiments/kinds/`` registered with
+``@register_probe_kind`` and named by ``kind = "..."`` at the top of a probe file.
+"""
+
+import importlib
+import pkgutil
+
+from conceptlab.experiments import kinds
+from conceptlab.experiments.config import (
+    SPLIT_NAMES,
+    EditingConfig,
+    ProbeConfig,
+    ProbeConfigError,
+    default_out_dir,
+    load_probe,
+    method_params,
+    parse_any,
+    parse_probe,
+)
+from conceptlab.experiments.report import accuracy_table, write_report
+from conceptlab.experiments.runner import ProbeResult, run_probe
+
+# other kinds of declarative run (``kind = "..."``), one file each, registered in PROBE_KINDS
+for _module in pkgutil.iter_modules(kinds.__path__):
+    importlib.import_module(f"{kinds.__name__}.{_module.name}")
+
+__all__ = [
+    "SPLIT_NAMES",
+    "EditingConfig",
+    "ProbeConfig",
+    "ProbeConfigError",
+    "ProbeResult",
+    "accuracy_table",
+    "default_out_dir",
+    "load_probe",
+    "method_params",
+    "parse_any",
+    "parse_probe",
+    "run_probe",
+    "write_report",
+]

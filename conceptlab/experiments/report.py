@@ -1,0 +1,198 @@
+"""A probe's HTML report: metrics tables and the figures, self-contained (plotly.js inlined once)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from conceptlab.utils import atomic_write_text
+
+__all__ = ["accuracy_interval_table", "accuracy_table", "write_report"]
+
+
+def accuracy_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
+    rows = {split: {"model": value} for split, value in metrics["accuracy"].items()}
+    for split, value in (metrics.get("linear_baseline") or {}).get("accuracy", {}).items():
+        rows.setdefault(split, {})["linear baseline"] = value
+    editing = metrics.get("editing") or {}
+    for split, row in editing.get("accuracy", {}).items():  # absent when the study was skipped
+        rows.setdefault(split, {})["after pruning"] = row["after"]
+        rows[split]["after prune + normalize"] = row["after_normalized"]
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "split"
+    return frame
+
+
+def _interval(value: float, ci: Mapping[str, Any] | None) -> str:
+    if value is None or pd.isna(value):
+        return ""
+    return f"{value:.3f}" if not ci else f"{value:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]"
+
+
+def accuracy_interval_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
+    """:func:`accuracy_table` as text, each accuracy with its 95 % bootstrap interval where the
+    metrics hold one (``accuracy_ci``, ``linear_baseline.accuracy_ci``, ``editing.intervals``)."""
+    table = accuracy_table(metrics)
+    intervals = {
+        "model": metrics.get("accuracy_ci") or {},
+        "linear baseline": (metrics.get("linear_baseline") or {}).get("accuracy_ci") or {},
+    }
+    editing = (metrics.get("editing") or {}).get("intervals") or {}
+    out = table.astype(object).copy()
+    for split in table.index:
+        for column in table.columns:
+            value = table.loc[split, column]
+            ci = intervals.get(column, {}).get(split)
+            if column in ("after pruning", "after prune + normalize") and split in editing:
+                key = "after" if column == "after pruning" else "after_normalized"
+                ci = {"low": editing[split][f"{key}_low"], "high": editing[split][f"{key}_high"]}
+            out.loc[split, column] = _interval(value, ci)
+    return out
+
+
+_STYLE = """
+body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; padding: 0 1rem; }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; padding-bottom: .3rem; }
+.meta { color: #666; font-size: .9rem; } table { border-collapse: collapse; margin: .5rem 0; font-size: .92rem; }
+th, td { border: 1px solid #ddd; padding: .3rem .7rem; text-align: right; } th { background: #f5f5f5; } td:first-child, th:first-child { text-align: left; }
+code { background: #f3f3f3; padding: 0 .25rem; border-radius: 3px; }
+"""
+
+_SECTIONS = [
+    ("weights", "Concept weights",
+     "The head W: one row per class, one column per concept. Blue supports the class, red argues against it, white is zero (pruned by the elastic net)."),
+    ("per_class", "Accuracy per class", "Per split; the shifted split breaks every class's link to its usual background."),
+    ("concept_auroc", "Concept quality", "How well each concept score separates the images that have the concept from those that do not (ground truth)."),
+    ("intervention", "Interventions", "Accuracy as k concepts per image are replaced by their true values, by policy, with 95 % bootstrap bands."),
+    ("editing", "Model editing", "Accuracy before and after pruning the suggested (or chosen) spurious concepts."),
+]
+
+
+def _metrics_html(metrics: Mapping[str, Any]) -> str:
+    accuracy = accuracy_interval_table(metrics)
+    accuracy = accuracy.rename(columns={"model": metrics["method"]})
+    parts = [accuracy.to_html(border=0, escape=True, index_names=False)]
+    if metrics.get("accuracy_ci"):
+        parts.append("<p class='meta'>Accuracy [95 % bootstrap interval over the split's images, 2000 resamples].</p>")
+    facts = {
+        "concepts": metrics["n_concepts"],
+        "non-zero weights": f"{metrics['sparsity']['nonzeros']} of {metrics['sparsity']['total']} (NEC {metrics['sparsity']['nec']:.1f} per class)",
+        "concepts used": metrics["sparsity"]["concepts_used"],
+    }
+    if "concept_auroc" in metrics:
+        facts[f"mean concept AUROC ({metrics['concept_auroc']['split']})"] = _interval(metrics["concept_auroc"]["mean"], metrics["concept_auroc"].get("mean_ci"))
+    if "skipped" in metrics.get("editing", {}):
+        facts["editing study"] = "skipped: " + metrics["editing"]["skipped"]
+    elif "editing" in metrics:
+        editing = metrics["editing"]
+        facts["pruned concepts"] = ", ".join(editing["pruned"])
+        if "shifted" in editing["accuracy"]:
+            facts["editing gain on shifted"] = f"{editing['accuracy']['shifted']['gain']:+.3f}"
+            p = (editing.get("intervals") or {}).get("shifted", {}).get("p_after")
+            if p is not None:
+                facts["editing gain on shifted"] += f" (McNemar p = {p:.3g})"
+    facts["fit time"] = f"{metrics['fit_seconds']} s"
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts.items())
+    parts.append(f"<table>{rows}</table>")
+    parts.append(_comparisons_html(metrics))
+    parts.append(_seeds_html(metrics))
+    return "\n".join(p for p in parts if p)
+
+
+def _comparisons_html(metrics: Mapping[str, Any]) -> str:
+    comparisons = metrics.get("comparisons") or []
+    if not comparisons:
+        return ""
+    rows = [
+        {
+            "split": c["split"], "models": f"{c['a']} vs {c['b']}", "difference [95 %]": _interval(c["difference"]["value"], c["difference"]),
+            f"only {c['a']} right": c["only_a"], "only baseline right": c["only_b"], "McNemar p": f"{c['p_value']:.3g}",
+        }
+        for c in comparisons
+    ]
+    table = pd.DataFrame(rows).to_html(border=0, escape=True, index=False)
+    return "<h2>Paired comparison with the linear baseline</h2><p class='meta'>The same images for both models: the accuracy difference " \
+           "with a paired bootstrap interval, and McNemar's exact test on the images only one of them gets right.</p>" + table
+
+
+def _seeds_html(metrics: Mapping[str, Any]) -> str:
+    seeds = metrics.get("seeds")
+    if not seeds:
+        return ""
+    rows = {}
+    for split, stats in seeds["accuracy"].items():
+        rows[f"accuracy {split}"] = stats
+    for split, stats in (seeds.get("linear_baseline") or {}).items():
+        rows[f"linear baseline {split}"] = stats
+    if "concept_auroc_mean" in seeds:
+        rows["mean concept AUROC"] = seeds["concept_auroc_mean"]
+    for key, stats in (seeds.get("editing") or {}).items():
+        if key != "runs":
+            rows[f"editing {key}"] = stats
+    for policy, columns in (seeds.get("interventions") or {}).items():
+        for column, stats in columns.items():
+            rows[f"intervention {policy} {column}"] = stats
+    frame = pd.DataFrame(
+        {name: {"mean ± sd": f"{s['mean']:.3f} ± {s['sd']:.3f}", "per seed": ", ".join(f"{v:.3f}" for v in s["values"])} for name, s in rows.items()}
+    ).T
+    frame.index.name = "metric"
+    varies = ", ".join(seeds.get("varies", []))
+    return (f"<h2>Over seeds</h2><p class='meta'>Mean ± sd over seeds {', '.join(map(str, seeds['seeds']))} (each re-draws the "
+            f"ShapesWorld images; varied: {html.escape(varies)}). The numbers above are the main run's.</p>"
+            + frame.to_html(border=0, escape=True))
+
+
+def _interventions_html(metrics: Mapping[str, Any]) -> str:
+    interventions = metrics.get("interventions")
+    if not interventions:
+        return ""
+    parts = []
+    space = "calibrated concept probabilities (true = 1, false = 0)" if interventions.get("kind") == "probability" else \
+        "raw concept scores (true = the 95th, false = the 5th training percentile, Koh et al.)"
+    parts.append(f"<p class='meta'>Per image, k concepts take their true value, chosen by policy: random, the head's weight "
+                 f"order, or uncertainty-first (predicted probability closest to 0.5). The model reads {space}. "
+                 f"“replace” sets every chosen concept; “correct” only those on the wrong side of 0.5. The dotted line "
+                 f"is the older weight-order curve with class-mean values.</p>")
+    for mode in ("replace", "correct"):
+        summary = pd.DataFrame(interventions[mode]["summary"]).T
+        for column in summary.columns:
+            reach = column.startswith("k to reach")
+            summary[column] = [("never" if reach else "") if v is None or pd.isna(v) else (f"{int(v)}" if reach else f"{v:.3f}") for v in summary[column]]
+        parts.append(f"<p class='meta'>mode “{mode}”</p>" + summary.to_html(border=0, escape=True))
+    return "\n".join(parts)
+
+
+def write_report(result: Any, path: str | Path) -> Path:
+    """Write a self-contained HTML report (plotly.js inlined once: it opens offline)."""
+    config, metrics = result.config, result.metrics
+    body = [
+        f"<h1>Probe {html.escape(config.name)}</h1>",
+        f"<p class='meta'>{html.escape(config.description)}</p>" if config.description else "",
+        f"<p class='meta'>method <code>{html.escape(metrics['method'])}</code> · backbone <code>{html.escape(metrics['backbone'])}</code> · "
+        f"concepts <code>{html.escape(config.concepts['source'])}</code> · train {metrics['sizes'].get('train')} images · "
+        f"ran in {metrics['seconds']} s</p>",
+        "<h2>Metrics</h2>",
+        _metrics_html(metrics),
+    ]
+    first = True
+    for key, title, caption in _SECTIONS:
+        figure = result.figures.get(key)
+        if figure is None:
+            continue
+        body.append(f"<h2>{html.escape(title)}</h2><p class='meta'>{html.escape(caption)}</p>")
+        body.append(figure.to_html(full_html=False, include_plotlyjs=True if first else False, config={"displaylogo": False}))
+        if key == "intervention":
+            body.append(_interventions_html(metrics))
+        first = False
+    page = (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>Probe {html.escape(config.name)} · conceptlab</title><style>{_STYLE}</style></head>"
+        f"<body>{''.join(body)}</body></html>\n"
+    )
+    path = Path(path)
+    atomic_write_text(path, page)
+    return path
