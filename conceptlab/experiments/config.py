@@ -463,7 +463,7 @@ PATH_KEYS = ("path", "vocabulary")
 def _check_concept_paths(reader: _Reader, concepts: dict[str, Any], source: str) -> None:
     """Every file a concept source will read exists now (relative paths: beside the probe file),
     and a concept set file holds no more concepts than the ``concepts`` cap."""
-    base = Path(source).resolve().parent if source and Path(source).is_file() else Path.cwd()
+    base = Path(source).resolve().parent if source and not source.startswith("<") else Path.cwd()  # as ProbeConfig.base_dir
     for key in PATH_KEYS:
         value = concepts.get(key)
         if not isinstance(value, str) or not value:

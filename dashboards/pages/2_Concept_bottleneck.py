@@ -186,6 +186,7 @@ st.plotly_chart(probability, key="cl.cbm.intervention_chart")
 
 # -- 4b. intervene with true values -----------------------------------------------------------------
 st.header("Intervene with true concept values")
+curves = None
 truth_val = cbm.concept_frame(val)
 if truth_val is None:
     st.info("This dataset has no ground-truth concepts, so there are no true values to intervene with.")
@@ -202,7 +203,12 @@ else:
     policy = iv_cols[0].selectbox("Policy for this image", POLICIES, index=POLICIES.index("uncertainty"), key="cl.cbm.tv_policy")
     mode = iv_cols[1].radio("Mode", MODES, horizontal=True, key="cl.cbm.tv_mode",
                             help="replace: every chosen concept takes its true value; correct: only those on the wrong side of 0.5.")
-    curves = cbm.intervention_study(model, model_id, train, val, mode)
+    try:
+        curves = cbm.intervention_study(model, model_id, train, val, mode)
+    except ValueError as error:  # e.g. a LaBo model whose phrases name no ground-truth concept
+        st.info(f"No intervention with true values for this model: {error}.", icon=":material/info:")
+        curves = None
+if curves is not None:
     n_known = int(curves["k"].max())
     k = iv_cols[2].slider("Concepts set to their true value (k)", 0, n_known, min(5, n_known), key="cl.cbm.tv_k")
     st.plotly_chart(figures.intervention_policies(curves, title="Accuracy on val as k concepts per image take their true value (95 % bands)"),
