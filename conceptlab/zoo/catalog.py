@@ -31,7 +31,7 @@ ZOO: dict[str, ZooModel] = {
         marker="open_clip_config.json", recipe="conceptlab.zoo.shapes_clip:build",
     ),
     "facts-gpt2": ZooModel(
-        "Hugging Face GPT2LMHeadModel (4 layers, 128-d, 512 MLP neurons, word-level vocabulary) trained on FactsWorld",
+        "Hugging Face GPT2LMHeadModel (2 layers, 64-d, 128 MLP neurons, word-level vocabulary) trained on FactsWorld",
         marker="config.json", recipe="conceptlab.zoo.facts_gpt2:build",
     ),
     "shapes-ddpm": ZooModel(
