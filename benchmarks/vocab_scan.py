@@ -6,8 +6,8 @@ Both paths find the top-``k`` tokens of every value vector of a GPT-2-small-shap
 random weights (d_model 768, d_mlp 3072, vocab 50,257, 12 layers; a Hugging Face
 ``GPT2LMHeadModel`` built from its default config, no download):
 
-* full -- for each layer, the whole ``[d_mlp, d_vocab]`` logit matrix ``W_out[l] @ W_U`` (0.6 GB in
-  float32), then ``topk`` (what a user writes first);
+* full -- for each layer, the whole ``[d_mlp, d_vocab]`` logit matrix ``W_out[l] @ W_U``, then
+  ``topk`` (what a user writes first);
 * streamed -- :func:`conceptlab.vectors.scan_vocabulary`: ``--chunk`` value vectors at a time, only
   the top-k ids and a score kept.
 
@@ -102,8 +102,10 @@ def main(argv: list[str] | None = None) -> None:
     for _ in range(args.repeats):
         for mode in ("full", "streamed"):
             command = [sys.executable, __file__, "--child", mode, "--layers", str(args.layers), "--chunk", str(args.chunk), "--k", str(args.k), "--threads", str(args.threads)]
-            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            run = json.loads(output.strip().splitlines()[-1])
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"the {mode} run failed:\n{done.stderr[-3000:]}")
+            run = json.loads(done.stdout.strip().splitlines()[-1])
             best = results.get(mode)
             if best is None or run["seconds"] < best["seconds"]:
                 results[mode] = {**run, "peak_mib": max(run["peak_mib"], best["peak_mib"]) if best else run["peak_mib"]}

@@ -214,6 +214,17 @@ def test_bad_input_is_a_clear_error(hf, tmp_path, gpt2_dir):
         load_transformer_lens(str(gpt2_dir), backend="legacy")
 
 
+@pytest.mark.slow
 def test_transformer_lens_is_not_imported_at_module_level():
     code = "import sys, conceptlab.backbones, conceptlab.vectors; assert 'transformer_lens' not in sys.modules, 'imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_vocabulary_scan_is_the_same_through_every_backend(hf, hooked, bridge, world):
+    from conceptlab.vectors import scan_vocabulary
+
+    terms = world.terms(world.names[0])
+    tables = [scan_vocabulary(lm, terms, k=5, chunk=16, progress=False) for lm in (hf, hooked, bridge)]
+    for other in tables[1:]:
+        assert torch.equal(other.scores, tables[0].scores) and torch.equal(other.top_ids, tables[0].top_ids)
+        assert other.table.equals(tables[0].table)

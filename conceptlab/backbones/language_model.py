@@ -145,6 +145,10 @@ class LanguageModel:
             raise IndexError(f"layer {layer!r} is out of range for a model with {n} layers")
         return layer % n
 
+    def layer_number(self, layer: int) -> int:
+        """``layer`` as a non-negative layer number (``-1`` is the last); an IndexError when out of range."""
+        return self._layer(layer)
+
     def _index(self, index: int) -> int:
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < self.d_mlp:
             raise IndexError(f"neuron index {index!r} is out of range: layers have {self.d_mlp} neurons")

@@ -3,7 +3,8 @@
 - :func:`scan_vocabulary` -- a streamed vocabulary projection of every MLP value vector, scored
   against a concept's term set (pluggable scorer); its best vectors become :class:`Concept` s;
 - :func:`causal_validate` -- Gaussian noise (absolute or relative), zero or mean ablation of one
-  vector, target vs unrelated questions (exact match, NLL, ROUGE-L);
+  vector, target vs unrelated questions (exact match, NLL, ROUGE-L); :func:`neuron_effects` -- the
+  exhaustive causal counterpart (every vector zero-ablated in turn);
 - :func:`unlearn` -- GA, GD, NPO, NPO-KL and Needle as swappable loss callables; and
   :func:`intrinsic_diff` -- cosine, L2 and top-k Jaccard of a vector before/after;
 - :mod:`~conceptlab.vectors.study` -- the same on FactsWorld, graded against the truth.

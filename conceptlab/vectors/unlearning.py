@@ -256,7 +256,6 @@ def unlearn(
     for p in model.model.parameters():
         p.requires_grad_(False)
     model.model.eval()
-    model._fingerprint = None
     params = {
         "method": method, "loss": getattr(loss_fn, "__name__", "custom"), "trains": trains, "target": list(target) if target else None,
         "steps": steps, "lr": lr, "batch_size": batch_size, "beta": beta, "retain_coeff": retain_coeff, "npo_coeff": npo_coeff,
