@@ -5,10 +5,13 @@
 On the same model, scheduler, steps and seeds it times:
 
 * plain sampling against sampling inside ``StepRecorder`` -- recording latents only (x_t and x̂0
-  kept as tensors every step, nothing decoded; the issue's target is ≤ 5 % overhead) and
-  recording every tensor (x_t, x̂0 and the model output);
-* the hybrid (base model for the first step, distilled after, shared LCM schedule) against the
-  base model (DDIM, its card's steps and guidance) and the distilled model (LCM, 4 steps).
+  kept as tensors every step, nothing decoded; the issue's target is ≤ 5 % overhead), recording
+  every tensor (x_t, x̂0 and the model output), and recording x̂0 then decoding every step's x̂0 to
+  images (for these pixel-space models "decode" is the conversion to PIL images a DT grid shows;
+  a latent model would add one VAE decode per recorded step);
+* the hybrid (base model for the first step, distilled after, shared LCM schedule; and with separate
+  schedulers: base DDIM down to the student's second timestep) against the base model (DDIM, its
+  card's steps and guidance) and the distilled model (LCM, 4 steps).
 
 Runs are interleaved and repeated; the medians are reported, with each ratio measured in the same
 run. It uses the zoo diffusion models when they are built, else tiny random models of the zoo's
@@ -67,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     from conceptlab.diffusion import StepRecorder, hybrid_sample
+    from conceptlab.zoo.shapes_ddpm import tensor_to_images
 
     base, distilled, note = _pipelines()
     seeds = list(range(args.seeds))
@@ -79,11 +83,13 @@ def main(argv: list[str] | None = None) -> None:
     def plain():
         base.copy()(args.condition, seeds, output_type="pt")
 
-    def recorded(what):
+    def recorded(what, decode=False):
         def run():
             pipe = base.copy()
-            with StepRecorder(pipe, what=what):
+            with StepRecorder(pipe, what=what) as recorder:
                 pipe(args.condition, seeds, output_type="pt")
+            if decode:
+                [tensor_to_images(frame.x0) for frame in recorder.frames]
 
         return run
 
@@ -91,8 +97,10 @@ def main(argv: list[str] | None = None) -> None:
         "plain": plain,
         "recorder, latents (x_t, x0)": recorded(("x_t", "x0")),
         "recorder, all tensors": recorded(("x_t", "x0", "model_output")),
+        "recorder, x0 decoded": recorded(("x0",), decode=True),
         "distilled (LCM)": lambda: distilled.copy()(args.condition, seeds, output_type="pt"),
         "hybrid (1 base step)": lambda: hybrid_sample(base, distilled, args.condition, seeds, switch_at=1, base_guidance=0.0),
+        "hybrid, separate schedulers": lambda: hybrid_sample(base, distilled, args.condition, seeds, switch_at=1, base_guidance=0.0, shared_scheduler=False),
     }
     for fn in runs.values():  # warm-up
         fn()
@@ -108,9 +116,12 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(f"recorder overhead, latents only: {median['recorder, latents (x_t, x0)'] / median['plain'] - 1:+.1%} (target <= +5 %)")
     print(f"recorder overhead, all tensors:  {median['recorder, all tensors'] / median['plain'] - 1:+.1%}")
+    print(f"recorder overhead, x0 decoded to images every step: {median['recorder, x0 decoded'] / median['plain'] - 1:+.1%}")
     steps = f"{base.num_inference_steps} DDIM steps, guidance {base.guidance_scale}"
     print(f"hybrid / base ({steps}):  {median['hybrid (1 base step)'] / median['plain']:.3f}x")
     print(f"hybrid / distilled ({distilled.num_inference_steps} LCM steps): {median['hybrid (1 base step)'] / median['distilled (LCM)']:.3f}x")
+    separate = median["hybrid, separate schedulers"]
+    print(f"hybrid with separate schedulers / base: {separate / median['plain']:.3f}x, / distilled: {separate / median['distilled (LCM)']:.3f}x")
 
 
 if __name__ == "__main__":

@@ -246,5 +246,6 @@ def test_diversity_study_and_convergence_on_tiny_models(base, distilled, tiny_re
     assert np.allclose(last["clip_distance"], 0.0, atol=1e-5) and (last["attributes_match"] == 1.0).all()
     steps = structure_steps(result.curve)
     assert set(steps["model"]) == {"base", "distilled"} and steps["attribute_lock_share_mean"].between(0, 1).all()
+    assert steps["clip_fixed_share"].between(0, 1).all() and (steps["first_step_spread"] >= 0).all()
     grid = dt_grid(result.frames, size=16, gap=2)
     assert grid.size == (6 * (2 * 16 + 2) + 7 * 2, 2 * 16 + 3 * 2)

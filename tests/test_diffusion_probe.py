@@ -62,6 +62,7 @@ def test_small_run_writes_metrics_and_a_self_contained_report(tmp_path, tiny_bac
     assert [row["model"] for row in metrics["diversity"]] == ["base", "distilled", "hybrid"]
     assert {row["model"] for row in metrics["structure_steps"]} == {"base", "distilled"}
     assert [(row["switch_at"], row["base_guidance"]) for row in metrics["ablation"]] == [(0, 0.0), (1, 0.0), (1, 2.0)]
+    assert all(row["shared_scheduler"] for row in metrics["ablation"])
     report = (tmp_path / "out" / "report.html").read_text()
     assert report.count("* plotly.js v") == 1 and 'src="https://cdn.plot.ly' not in report  # plotly inlined once: it opens offline
     assert "data:image/png;base64," in report and (tmp_path / "out" / "dt_grid.png").stat().st_size > 100

@@ -78,3 +78,30 @@ def test_shipped_weights_are_small_fp16_with_measured_cards(name):
     assert all(t.dtype == torch.float16 for t in load_file(weights).values())
     card = json.loads((folder / "model_card.json").read_text())
     assert card["train_seconds"] > 0 and set(card["conditional_accuracy"]["probe"]) == {"shape", "color", "size", "fill", "background", "position"}
+
+
+@pytest.mark.parametrize("name", ["shapes-ddpm", "shapes-ddpm-distilled"])
+def test_shipped_models_show_the_requested_colour_and_background_above_chance(name, one_thread):
+    """Each colour and background requested alone, 4 seeds each, read back by the zoo reader: the
+    tiny models are weak on shape and position (see the model cards) but must follow these two."""
+    if zoo.available()[name] is None or zoo.available()["shapes-clip"] is None:
+        pytest.skip(f"zoo:{name} or zoo:shapes-clip is not built")
+    from conceptlab.data import ATTRIBUTE_VALUES
+    from conceptlab.diffusion import load_reader
+
+    pipe, reader = load_pipeline(f"zoo:{name}"), load_reader()
+    for family, bar in (("color", 2 / 6), ("background", 2 / 4)):  # twice chance
+        requests = [value for value in ATTRIBUTE_VALUES[family] for _ in range(4)]
+        images = torch.cat([pipe({family: value}, range(4 * i, 4 * i + 4), output_type="pt").images for i, value in enumerate(ATTRIBUTE_VALUES[family])])
+        read = reader.read(images)[family]
+        accuracy = sum(a == b for a, b in zip(read, requests)) / len(requests)
+        assert accuracy >= bar, (name, family, accuracy)
+
+
+def test_a_diffusion_model_is_not_an_embedding_backbone():
+    if zoo.available()["shapes-ddpm"] is None:
+        pytest.skip("zoo:shapes-ddpm is not built")
+    from conceptlab.backbones import load
+
+    with pytest.raises(ValueError, match="load_pipeline"):
+        load("zoo:shapes-ddpm")

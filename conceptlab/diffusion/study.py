@@ -82,14 +82,15 @@ def sample(
     batch_size: int = 64,
     base_guidance: float | None = None,
 ) -> torch.Tensor:
-    """(N, 3, H, W) samples in [-1, 1] of one of :data:`MODELS`, ``batch_size`` seeds at a time."""
-    if kind not in MODELS:
-        raise ValueError(f"unknown model kind {kind!r}; choose from {', '.join(MODELS)}")
+    """(N, 3, H, W) samples in [-1, 1], ``batch_size`` seeds at a time: ``kind`` ``"base"``,
+    ``"distilled"``, or any other name for a hybrid with the settings ``hybrid``."""
+    if kind not in ("base", "distilled") and hybrid is None and kind != "hybrid":
+        raise ValueError(f"unknown model kind {kind!r}: base, distilled, or a hybrid with its settings")
     seeds = list(seeds)
     out = []
     for start in range(0, len(seeds), batch_size):
         chunk = seeds[start : start + batch_size]
-        if kind == "hybrid":
+        if kind not in ("base", "distilled"):
             out.append(hybrid_sample(base, distilled, condition, chunk, **dict(hybrid or {})).images)
         else:
             pipe = base if kind == "base" else distilled
@@ -132,10 +133,15 @@ def diversity_study(
     batch_size: int = 64,
     keep_images: bool = False,
     progress: bool = True,
+    variants: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> DiversityStudy:
     """For each condition and model: sample the seeds, read the attributes back, and measure
     coverage and entropy of the free families, the share showing the requested attributes, the
-    mean pairwise zoo-CLIP distance and the Vendi score (q = 1, cosine kernel)."""
+    mean pairwise zoo-CLIP distance and the Vendi score (q = 1, cosine kernel).
+
+    ``hybrid``: the settings of :func:`hybrid_sample` for the model ``"hybrid"`` (default: switch
+    at 1, base guidance 0, shared scheduler); ``variants``: more hybrids, name -> settings, compared
+    as extra models (e.g. ``{"hybrid_separate": {"switch_at": 1, "shared_scheduler": False}}``)."""
     base = load_pipeline(base) if isinstance(base, str) else base
     distilled = load_pipeline(distilled) if isinstance(distilled, str) else distilled
     reader = reader or load_reader()
@@ -143,10 +149,12 @@ def diversity_study(
     if len(seeds) < 2:
         raise ValueError("a diversity study needs at least 2 seeds")
     hybrid = dict(hybrid if hybrid is not None else {"switch_at": 1, "base_guidance": 0.0})
+    settings_of = {"hybrid": hybrid, **{name: dict(v) for name, v in (variants or {}).items()}}
+    models = [*models, *[name for name in (variants or {}) if name not in models]]
     rows, reads, images = [], {}, {}
     jobs = [(c, m) for c in conditions for m in models]
     for condition, model in tqdm(jobs, desc="diversity study", disable=not progress):
-        x = sample(model, base, distilled, condition, seeds, hybrid, batch_size)
+        x = sample(model, base, distilled, condition, seeds, settings_of.get(model), batch_size)
         embeddings = reader.embed(x)
         read = reader.read_embeddings(embeddings, mode)
         free = free_families(condition)
@@ -172,7 +180,8 @@ def diversity_study(
     settings = {
         "base": base.name, "base_scheduler": type(base.scheduler).__name__, "base_steps": base.num_inference_steps, "base_guidance": base.guidance_scale,
         "distilled": distilled.name, "distilled_scheduler": type(distilled.scheduler).__name__, "distilled_steps": distilled.num_inference_steps,
-        "hybrid": hybrid, "conditions": list(conditions), "seeds": [seeds[0], seeds[-1], len(seeds)], "reader": mode,
+        "hybrid": hybrid, "variants": {k: v for k, v in settings_of.items() if k != "hybrid"},
+        "conditions": list(conditions), "seeds": [seeds[0], seeds[-1], len(seeds)], "reader": mode,
     }
     return DiversityStudy(table, summary, reads, settings, images)
 
@@ -181,14 +190,17 @@ def diversity_study(
 @dataclass
 class ConvergenceResult:
     """``curve``: one row per (model, seed, step): share of steps done, zoo-CLIP and pixel distance
-    of DT_t to the final image, share of the six attributes already as in the final image;
-    ``frames``: model -> the recorded frames (for the DT grid)."""
+    of DT_t to the final image, share of the six attributes already as in the final image, and
+    (the same for every seed) ``spread``, the mean pairwise zoo-CLIP distance of DT_t across the
+    seeds, beside ``final_spread``, that of the final images; ``frames``: model -> the recorded
+    frames (for the DT grid)."""
 
     curve: pd.DataFrame
     frames: dict[str, list[Frame]]
 
     def mean_curve(self) -> pd.DataFrame:
-        return self.curve.groupby(["model", "step"], sort=False)[["share", "clip_distance", "pixel_distance", "attributes_match"]].mean().reset_index()
+        columns = ["share", "clip_distance", "pixel_distance", "attributes_match", "spread", "final_spread"]
+        return self.curve.groupby(["model", "step"], sort=False)[columns].mean().reset_index()
 
 
 def convergence(
@@ -207,6 +219,7 @@ def convergence(
         frames[name] = recorder.frames
         final_emb = reader.embed(final)
         final_read = reader.read_embeddings(final_emb, mode)
+        final_spread = pairwise_distance(final_emb) if len(seeds) > 1 else float("nan")
         final01 = (final.clamp(-1, 1) + 1) / 2
         for frame in recorder.frames:
             x0 = frame.x0.clamp(-1, 1)
@@ -214,19 +227,28 @@ def convergence(
             read = reader.read_embeddings(emb, mode)
             clip = 1.0 - (emb * final_emb).sum(dim=1)
             pixel = (((x0 + 1) / 2 - final01) ** 2).mean(dim=(1, 2, 3)).sqrt()
+            spread = pairwise_distance(emb) if len(seeds) > 1 else float("nan")
             for i, seed in enumerate(seeds):
                 match = np.mean([read[f][i] == final_read[f][i] for f in FAMILIES])
                 rows.append({
                     "model": name, "seed": int(seed), "step": frame.step, "timestep": frame.timestep, "share": frame.share,
                     "clip_distance": float(clip[i]), "pixel_distance": float(pixel[i]), "attributes_match": float(match),
+                    "spread": spread, "final_spread": final_spread,
                 })
     return ConvergenceResult(pd.DataFrame(rows), frames)
 
 
-def structure_steps(curve: pd.DataFrame) -> pd.DataFrame:
-    """Per model: the share of steps after which every attribute read from x̂0 stays as in the final
-    image (per seed, then mean and median), and the share at which the mean zoo-CLIP distance to the
-    final image first falls below a tenth of its first-step value."""
+def structure_steps(curve: pd.DataFrame, fraction: float = 0.2) -> pd.DataFrame:
+    """Per model, when the diffusion target settles:
+
+    - ``attribute_lock_share_mean`` / ``_median``: the share of steps after which every attribute
+      read from x̂0 stays as in the final image (per seed, then mean and median over seeds);
+    - ``clip_fixed_share``: the first share at which the mean zoo-CLIP distance of x̂0 to its final
+      image is at most ``fraction`` of the distance between two final images of different seeds
+      (the target is then far closer to its own end than to another sample);
+    - ``first_step_spread``: the spread of the first step's targets across seeds as a share of the
+      finals' spread (near 0: every seed aims at the same image at first; near 1: the first step
+      already commits each seed to its own image)."""
     rows = []
     for model, group in curve.groupby("model", sort=False):
         locks = []
@@ -240,15 +262,16 @@ def structure_steps(curve: pd.DataFrame) -> pd.DataFrame:
                     break
                 lock = shares[j]
             locks.append(lock)
-        mean_curve = group.groupby("step")[["share", "clip_distance"]].mean().sort_index()
-        first = mean_curve["clip_distance"].iloc[0]
-        below = mean_curve[mean_curve["clip_distance"] <= 0.1 * first]
+        mean_curve = group.groupby("step")[["share", "clip_distance", "spread", "final_spread"]].mean().sort_index()
+        final_spread = float(mean_curve["final_spread"].iloc[-1])
+        below = mean_curve[mean_curve["clip_distance"] <= fraction * final_spread] if final_spread == final_spread else mean_curve.iloc[-1:]
         rows.append({
             "model": model,
             "steps": int(group["step"].max() + 1),
             "attribute_lock_share_mean": float(np.mean(locks)),
             "attribute_lock_share_median": float(np.median(locks)),
-            "clip_tenth_share": float(below["share"].iloc[0]) if len(below) else 1.0,
+            "clip_fixed_share": float(below["share"].iloc[0]) if len(below) else 1.0,
+            "first_step_spread": float(mean_curve["spread"].iloc[0] / final_spread) if final_spread else float("nan"),
         })
     return pd.DataFrame(rows)
 

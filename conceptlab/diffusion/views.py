@@ -68,6 +68,7 @@ def convergence_figure(mean_curve: pd.DataFrame, metric: str = "clip_distance"):
         "clip_distance": "zoo-CLIP distance to the final image",
         "pixel_distance": "pixel RMSE to the final image",
         "attributes_match": "attributes already as in the final image",
+        "spread": "spread of the targets across seeds (zoo-CLIP)",
     }
     fig = go.Figure()
     for model, group in mean_curve.groupby("model", sort=False):

@@ -67,7 +67,7 @@ class DistillRecipe:
 
     teacher: str = "shapes-ddpm"  # a zoo name or a model folder
     steps: int = 800
-    batch_size: int = 64
+    batch_size: int = 32
     pool_size: int = 8000
     lr: float = 2e-4
     warmup_steps: int = 20

@@ -38,8 +38,8 @@ st.caption("Left to the model: " + (", ".join(free) if free else "nothing"))
 
 # -- 1. DT grid -----------------------------------------------------------------------------------
 st.header("Step by step")
-frames, curve, steps = dd.recorded(key, condition, (int(seed),), base, distilled, reader)
-grid = dt_grid({"base": frames["base"], "distilled": frames["distilled"]}, index=0, size=64, gap=4)
+frames, curve, steps = dd.recorded(key, condition, tuple(range(int(seed), int(seed) + 4)), base, distilled, reader)
+grid = dt_grid({"base": frames["base"], "distilled": frames["distilled"]}, index=0, size=64, gap=4)  # the first seed
 share = st.slider("% of steps done", 1, 100, 100, key="cl.dt.share")
 columns = st.columns(4)
 for (name, model_frames), (a, b) in zip(frames.items(), [(columns[0], columns[1]), (columns[2], columns[3])]):
@@ -51,8 +51,10 @@ with st.expander("The whole grid (rows: base, distilled; each cell x_t | x̂0)")
 
 # -- 2. convergence ---------------------------------------------------------------------------------
 st.header("When is the structure fixed?")
-metric = st.radio("Distance", ["clip_distance", "pixel_distance", "attributes_match"], horizontal=True, key="cl.dt.metric")
+metric = st.radio("Measure", ["clip_distance", "pixel_distance", "attributes_match", "spread"], horizontal=True, key="cl.dt.metric",
+                  help="spread: how different the targets of different seeds are (needs more than one seed)")
 st.plotly_chart(convergence_figure(curve, metric), key="cl.dt.curve")
+st.caption(f"mean over seeds {int(seed)}–{int(seed) + 3}; the step images above show seed {int(seed)}")
 st.dataframe(steps.round(3), hide_index=True, key="cl.dt.steps_table")
 
 # -- 3. hybrid ------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@
     switch_at = 1
     base_guidance = 0.0
     shared_scheduler = true
+    [variants]                             # optional: more hybrids, compared as extra models
+    hybrid_separate = { switch_at = 1, base_guidance = 0.0, shared_scheduler = false }
     [convergence]
     condition = "a red circle"
     seeds = 16
@@ -28,6 +30,7 @@
     seeds = 32
     switch_at = [0, 1, 2, 3, 4]
     base_guidance = [0.0, 2.0, 4.0]
+    shared_scheduler = [true, false]
 
 ``conceptlab probe run FILE`` writes ``metrics.json``, ``report.html`` (self-contained: plotly.js
 inlined once, the DT grid as an embedded PNG) and ``dt_grid.png`` into ``artifacts/probes/<name>/``,
@@ -61,9 +64,9 @@ SECTIONS: dict[str, dict[str, Any]] = {
     "study": {"conditions": ["a red circle", "a blue star", "a green triangle", "a yellow cross"], "seeds": 64, "seed_start": 0, "reader": "probe"},
     "hybrid": {"switch_at": 1, "base_guidance": 0.0, "shared_scheduler": True},
     "convergence": {"condition": "a red circle", "seeds": 16},
-    "ablation": {"condition": "a red circle", "seeds": 32, "switch_at": [0, 1, 2, 3, 4], "base_guidance": [0.0, 2.0, 4.0]},
+    "ablation": {"condition": "a red circle", "seeds": 32, "switch_at": [0, 1, 2, 3, 4], "base_guidance": [0.0, 2.0, 4.0], "shared_scheduler": [True]},
 }
-TOP_LEVEL = {"kind", "name", "description", *SECTIONS}
+TOP_LEVEL = {"kind", "name", "description", "variants", *SECTIONS}
 
 
 @dataclass
@@ -77,6 +80,7 @@ class DiffusionDiversityConfig:
     hybrid: dict[str, Any] = field(default_factory=dict)
     convergence: dict[str, Any] = field(default_factory=dict)
     ablation: dict[str, Any] | None = None
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     kind: str = "diffusion_diversity"
 
     def summary(self) -> str:
@@ -162,12 +166,20 @@ class DiffusionDiversityProbe:
         _check_condition(convergence["condition"], "[convergence] condition", source)
         if convergence["seeds"] < 1:
             raise ProbeConfigError(f"{source}: [convergence] seeds must be >= 1")
+        variants = {}
+        given = raw.get("variants", {})
+        if not isinstance(given, Mapping):
+            raise ProbeConfigError(f"{source}: [variants] must be a table of name = {{ hybrid settings }}")
+        for variant, settings in given.items():
+            if variant in ("base", "distilled", "hybrid"):
+                raise ProbeConfigError(f"{source}: [variants] {variant}: the name is taken; pick another")
+            variants[variant] = _section({"hybrid": settings}, "hybrid", f"{source}: [variants] {variant}")
         ablation = _section(raw, "ablation", source) if "ablation" in raw else None
         if ablation is not None:
             _check_condition(ablation["condition"], "[ablation] condition", source)
             if ablation["seeds"] < 2 or any(k < 0 for k in ablation["switch_at"]):
                 raise ProbeConfigError(f"{source}: [ablation] needs seeds >= 2 and switch_at values >= 0")
-        return DiffusionDiversityConfig(probe_name, description, models, study, hybrid, convergence, ablation)
+        return DiffusionDiversityConfig(probe_name, description, models, study, hybrid, convergence, ablation, variants)
 
     @staticmethod
     def run(config: DiffusionDiversityConfig, out_dir=None, store=None, progress: bool = True, write: bool = True, log: Callable[[str], None] | None = print):
@@ -207,19 +219,22 @@ def _pipelines(models: Mapping[str, Any]):
 
 
 def run_ablation(
-    base, distilled, reader, condition: str, seeds: list[int], switch_at: list[int], base_guidance: list[float], mode: str = "probe", progress: bool = True
+    base, distilled, reader, condition: str, seeds: list[int], switch_at: list[int], base_guidance: list[float], mode: str = "probe", progress: bool = True,
+    shared_scheduler: list[bool] = (True,),
 ) -> pd.DataFrame:
-    """The hybrid's switch-point x base-guidance grid: the study's metrics for each setting."""
+    """The hybrid's switch-point x base-guidance (x shared-scheduler) grid: the study's metrics for each setting."""
     from tqdm.auto import tqdm
 
     from conceptlab.diffusion import diversity_study
 
     rows = []
-    grid = [(k, g) for k in switch_at for g in base_guidance if not (k == 0 and g != base_guidance[0])]  # k = 0 never runs the base model
-    for k, g in tqdm(grid, desc="hybrid ablation", disable=not progress):
-        study = diversity_study(base, distilled, [condition], seeds, reader, hybrid={"switch_at": k, "base_guidance": g}, models=("hybrid",), mode=mode, progress=False)
+    grid = [(s, k, g) for s in shared_scheduler for k in switch_at for g in base_guidance if not (k == 0 and g != base_guidance[0])]  # k = 0: no base step
+    for shared, k, g in tqdm(grid, desc="hybrid ablation", disable=not progress):
+        settings = {"switch_at": k, "base_guidance": g, "shared_scheduler": shared}
+        study = diversity_study(base, distilled, [condition], seeds, reader, hybrid=settings, models=("hybrid",), mode=mode, progress=False)
         row = study.table.iloc[0].to_dict()
-        rows.append({"switch_at": k, "base_guidance": g, **{key: row[key] for key in ("coverage", "entropy", "entropy_share", "faithful", "clip_pairwise", "vendi")}})
+        metrics = ("coverage", "entropy", "entropy_share", "faithful", "clip_pairwise", "vendi")
+        rows.append({"shared_scheduler": shared, "switch_at": k, "base_guidance": g, **{key: row[key] for key in metrics}})
     return pd.DataFrame(rows)
 
 
@@ -237,7 +252,7 @@ def run_diffusion_diversity(
     mode = config.study["reader"]
     say(f"base {base}; distilled {distilled}")
     seeds = list(range(config.study["seed_start"], config.study["seed_start"] + config.study["seeds"]))
-    study = diversity_study(base, distilled, config.study["conditions"], seeds, reader, hybrid=config.hybrid, mode=mode, progress=progress)
+    study = diversity_study(base, distilled, config.study["conditions"], seeds, reader, hybrid=config.hybrid, mode=mode, progress=progress, variants=config.variants)
     say(study.summary[["coverage", "entropy", "faithful", "clip_pairwise", "vendi"]].round(3).to_string())
     conv_seeds = list(range(config.convergence["seeds"]))
     conv = convergence({"base": base, "distilled": distilled}, config.convergence["condition"], conv_seeds, reader, mode)
@@ -246,7 +261,7 @@ def run_diffusion_diversity(
     ablation = None
     if config.ablation is not None:
         a = config.ablation
-        ablation = run_ablation(base, distilled, reader, a["condition"], list(range(a["seeds"])), a["switch_at"], a["base_guidance"], mode, progress)
+        ablation = run_ablation(base, distilled, reader, a["condition"], list(range(a["seeds"])), a["switch_at"], a["base_guidance"], mode, progress, a["shared_scheduler"])
     first = config.study["conditions"][0]
     figures: dict[str, Any] = {
         "convergence": convergence_figure(conv.mean_curve(), "clip_distance"),
@@ -256,9 +271,10 @@ def run_diffusion_diversity(
         if any(f"{family}_coverage" == c for c in study.table.columns):
             figures[f"hist_{family}"] = histogram_figure(study.histogram(first, family), family, first)
     if ablation is not None:
-        for g, part in ablation.groupby("base_guidance"):
-            figures[f"ablation_switch_g{g}"] = ablation_figure(part.sort_values("switch_at"), "switch_at", ("entropy_share", "faithful", "clip_pairwise"))
-            figures[f"ablation_switch_g{g}"].update_layout(title=f"Hybrid switch point, base guidance {g}")
+        for (shared, g), part in ablation.groupby(["shared_scheduler", "base_guidance"]):
+            name = f"ablation_{'shared' if shared else 'separate'}_g{g}"
+            figures[name] = ablation_figure(part.sort_values("switch_at"), "switch_at", ("entropy_share", "faithful", "clip_pairwise"))
+            figures[name].update_layout(title=f"Hybrid switch point ({'shared' if shared else 'separate'} schedulers), base guidance {g}")
     grid = dt_grid(conv.frames, index=0)
     metrics: dict[str, Any] = {
         "kind": config.kind,
