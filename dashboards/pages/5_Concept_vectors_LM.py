@@ -1,10 +1,11 @@
 """Concept vectors inside a language model (ConceptVectors): type a concept's terms, find the MLP
-value vectors that promote them, perturb one and watch which answers break, then unlearn."""
+value vectors that promote them, perturb one and watch which answers break, then unlearn; and
+steer the model with a contrastive vector, with its dose-response and coherence curves."""
 
 import streamlit as st
 from workbench import vectors as cv
 
-from conceptlab.vectors import METHODS, SCORERS, layer_score_figure, unlearning_figure, validation_figure
+from conceptlab.vectors import BUILDERS, METHODS, SCORERS, dose_response_figure, layer_score_figure, unlearning_figure, validation_figure
 
 st.set_page_config(page_title="Concept vectors (LM) · conceptlab", page_icon=":material/category:", layout="wide")
 st.title("Concept vectors (LM)")
@@ -85,3 +86,44 @@ if request is not None and request[0] == spec:
     st.plotly_chart(unlearning_figure(frame, title=f"{request[1]} after {request[4]}, per form"), key="cl.cv.unlearned")
     st.dataframe(frame[["method", "form", "seen", "group", "before", "after"]], hide_index=True, key="cl.cv.unlearn_table")
     st.markdown(f"**top tokens before:** {' '.join(done['tokens_before'])}  \n**after:** {' '.join(done['tokens_after'])}")
+
+# -- 4. steer ----------------------------------------------------------------------------------------
+st.header("Steer")
+st.caption(
+    "A steering vector is the mean difference of the residual stream (a block's output, at the prompt's last token) between "
+    "questions about entities that have a value and the same questions about entities that do not; adding it × a multiplier "
+    "to every position pushes answers towards the value. The curves show where it works and where the model breaks."
+)
+steerable = cv.steerable_values(world)
+if not steerable:
+    st.info("This world has no attribute value to steer towards.")
+    st.stop()
+names = list(steerable)
+a, b, c, d = st.columns(4)
+attribute = a.selectbox("Attribute", names, index=names.index("colour") if "colour" in names else 0, key="cl.cv.steer.attribute")
+values = steerable[attribute]
+value = b.selectbox("Steer towards", values, index=values.index("white") if "white" in values else 0, key=f"cl.cv.steer.value.{attribute}")
+steer_layer = c.selectbox("Layer (block output)", list(range(lm.n_layers)), index=lm.n_layers - 1, key="cl.cv.steer.layer")
+builder = d.radio(
+    "Vector", list(BUILDERS), key="cl.cv.steer.method", help="mean_difference: steering-vectors / CAA; pca_diff and pca_center: repeng (scaled to the mean difference's norm)"
+)
+multiplier = st.slider("Multiplier", -4.0, 8.0, 1.0, 0.25, key="cl.cv.steer.multiplier")
+sweep = cv.steering_sweep(spec, attribute, value, steer_layer, builder)
+span = sweep["coherent"]
+st.plotly_chart(dose_response_figure(sweep["table"], multiplier, span, title=f"{attribute} → {value}: {builder} at layer {steer_layer}"), key="cl.cv.steer.curves")
+if span["low"] is None:
+    st.warning("No multiplier raises the target rate while coherence holds (NLL ≤ unsteered + 0.1 nats, repeat share ≤ 0.05).", icon=":material/warning:")
+else:
+    broken = "" if span["breaks_at"] is None else f"; coherence breaks at × {span['breaks_at']:g}"
+    st.success(f"Works from × {span['low']:g} to × {span['high']:g} (target rate up to {span['best_rate']:.2f}, unsteered {span['baseline_rate']:.2f}){broken}.")
+now = cv.steered(spec, attribute, value, steer_layer, builder, multiplier)
+row = now["row"]
+a, b, c, d = st.columns(4)
+a.metric("target rate", f"{row['target_rate']:.2f}")
+b.metric("control accuracy", f"{row['other_accuracy']:.2f}")
+c.metric("held-out NLL", f"{row['nll']:.3f}", delta=f"{row['nll'] - span['baseline_nll']:+.3f}", delta_color="inverse")
+d.metric("repeat share", f"{row['repeat_share']:.2f}")
+st.caption(sweep["task"] + " · " + sweep["vector"])
+st.dataframe(now["examples"], hide_index=True, key="cl.cv.steer.examples")
+with st.expander("Dose-response table"):
+    st.dataframe(sweep["table"], hide_index=True, key="cl.cv.steer.table")

@@ -2,8 +2,9 @@
 
 Every number the page shows comes from a library function a notebook can call
 (``conceptlab.vectors.scan_vocabulary``, ``causal_validate``, ``unlearning_table``,
-``conceptlab.zoo.facts_gpt2.evaluate_qa``); this module only caches them per input and turns
-results into display tables.
+``conceptlab.zoo.facts_gpt2.evaluate_qa``, and for steering ``facts_steering_task``,
+``build_steering_vector``, ``dose_response``, ``coherent_range``, ``steered_examples``); this module
+only caches them per input and turns results into display tables.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ __all__ = [
     "qa_accuracy",
     "scan",
     "scan_table",
+    "steerable_values",
+    "steered",
+    "steering_sweep",
     "unlearn_one",
     "validate",
     "world_for",
@@ -154,3 +158,53 @@ def unlearn_one(spec: str, entity: str, layer: int, index: int, method: str, k: 
         "tokens_after": project_to_vocab(after, layer, index, k=k).tokens,
         "params": runs[method].params,
     }
+
+
+# -- steering ----------------------------------------------------------------------------------------
+
+
+def steerable_values(world) -> dict[str, list[str]]:
+    """attribute -> the values a steering task can be built for (held by at least one entity and
+    missing from at least two others, which give the pairs' negatives and the steered prompts)."""
+    out: dict[str, list[str]] = {}
+    for attribute in sorted({a for e in world.entities for a in e.attributes}):
+        having = [e.attributes[attribute] for e in world.entities if attribute in e.attributes]
+        values = sorted({v for v in having if sum(h != v for h in having) >= 2})
+        if values:
+            out[attribute] = values
+    return out
+
+
+@st.cache_resource(show_spinner="Building the steering vector…")
+def _vector(spec: str, attribute: str, value: str, layer: int, method: str):
+    from conceptlab.vectors import build_steering_vector, facts_steering_task
+
+    task = facts_steering_task(load_world(spec), attribute, value)
+    with one_thread():
+        return task, build_steering_vector(load_lm(spec), task, layer, method)
+
+
+@st.cache_data(show_spinner="Sweeping the multiplier (target rate, NLL, repeats)…")
+def steering_sweep(spec: str, attribute: str, value: str, layer: int, method: str, multipliers: tuple[float, ...] | None = None) -> dict[str, Any]:
+    """:func:`conceptlab.vectors.dose_response` over ``multipliers`` (default: the library's) and
+    :func:`conceptlab.vectors.coherent_range` of it."""
+    from conceptlab.vectors import DEFAULT_MULTIPLIERS, coherent_range, dose_response
+
+    task, vector = _vector(spec, attribute, value, layer, method)
+    with one_thread():
+        table = dose_response(load_lm(spec), vector, task, multipliers or DEFAULT_MULTIPLIERS, progress=False)
+    return {"table": table, "coherent": coherent_range(table), "task": task.description, "vector": repr(vector)}
+
+
+@st.cache_data(show_spinner="Steering…")
+def steered(spec: str, attribute: str, value: str, layer: int, method: str, multiplier: float) -> dict[str, Any]:
+    """The measures at one multiplier (a one-row :func:`dose_response`) and what the model says
+    (:func:`conceptlab.vectors.steered_examples`)."""
+    from conceptlab.vectors import dose_response, steered_examples
+
+    task, vector = _vector(spec, attribute, value, layer, method)
+    lm = load_lm(spec)
+    with one_thread():
+        row = dose_response(lm, vector, task, [float(multiplier)], progress=False).iloc[0].to_dict()
+        examples = steered_examples(lm, vector, task, float(multiplier))
+    return {"row": row, "examples": examples}
