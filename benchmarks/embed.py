@@ -9,7 +9,15 @@ Both paths embed the same ShapesWorld test images with the same backbone:
   its rate is per image and its rows are compared with the store's same rows);
 * store - ``get_or_compute`` into a fresh temporary root: DataLoader workers render and
   preprocess, the model encodes batches, shards are written and hashed. A second, cached call is
-  timed too.
+  timed too;
+* model only - the limit of extraction on this hardware: the same images decoded and preprocessed
+  beforehand into one tensor, then only ``encode`` timed, batch by batch, with every core's torch
+  threads (and, for reference, with the store path's thread count). The store path is reported as
+  a share of it;
+* Ray (``--ray``, needs ``conceptlab[distributed]``) - ``ray_extract`` on a local Ray with 1 and
+  with 2 actors (one backbone replica each, 1 CPU each; Ray is given actors + 1 logical CPUs, as
+  Ray Data needs one for itself), timed from the call (actor start-up included) and compared with
+  the single-process store path; their entries must equal the store path's bitwise.
 
 ``--dry-run`` measures what happens before any image is embedded, at any size (``--n 100000000``):
 how long constructing the ShapesWorld split takes (rows are drawn on demand, so it is O(1)), how
@@ -27,6 +35,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,6 +67,10 @@ def _child(mode: str, args, workdir: Path) -> dict:
     dataset = ShapesWorld("test", size=n, seed=0)
     baseline = _rss_mib()
     report = {"mode": mode, "baseline_rss_mib": baseline, "threads": torch.get_num_threads()}
+    if mode == "model":
+        return {**report, **_model_only(backbone, dataset, batch_size)}
+    if mode.startswith("ray"):
+        return {**report, **_ray_run(int(mode[3:]), backbone, dataset, args, workdir)}
     if mode == "naive":
         rows = []
         start = time.perf_counter()
@@ -71,9 +84,10 @@ def _child(mode: str, args, workdir: Path) -> dict:
     else:
         from conceptlab.store import ActivationStore
 
+        shutil.rmtree(workdir / "store-root", ignore_errors=True)  # every run computes from scratch (--repeat)
         store = ActivationStore(workdir / "store-root")
-        kwargs = {"batch_size": batch_size, "num_workers": num_workers, "progress": False}
-        report["estimate"] = store.estimate(backbone, dataset, batch_size=batch_size, num_workers=num_workers)
+        kwargs = {"batch_size": batch_size, "num_workers": num_workers, "progress": False, "shard_rows": args.shard_rows}
+        report["estimate"] = store.estimate(backbone, dataset, batch_size=batch_size, num_workers=num_workers, shard_rows=args.shard_rows)
         start = time.perf_counter()
         embeddings = store.get_or_compute(backbone, dataset, **kwargs)
         report["seconds"] = time.perf_counter() - start
@@ -89,12 +103,54 @@ def _child(mode: str, args, workdir: Path) -> dict:
     return report
 
 
+def _model_only(backbone, dataset, batch_size: int) -> dict:
+    """Images/s of ``encode`` alone on inputs decoded and preprocessed beforehand (the limit)."""
+    import torch
+
+    from conceptlab.store import get_capture
+
+    capture = get_capture("image")
+    collate = capture.collate(backbone)
+    inputs = torch.cat([collate([dataset[i] for i in range(s, min(s + 256, len(dataset)))]) for s in range(0, len(dataset), 256)])
+    capture.encode(backbone, inputs[:batch_size])  # warm-up: first-call allocations and kernel choice
+    rates = {}
+    for threads in range(1, (os.cpu_count() or 1) + 1):
+        torch.set_num_threads(threads)
+        start = time.perf_counter()
+        for s in range(0, len(inputs), batch_size):
+            capture.encode(backbone, inputs[s : s + batch_size])
+        rates[threads] = len(inputs) / (time.perf_counter() - start)
+    return {"images": len(inputs), "rates": rates, "seconds": len(inputs) / max(rates.values())}
+
+
+def _ray_run(actors: int, backbone, dataset, args, workdir: Path) -> dict:
+    """``ray_extract`` with ``actors`` backbone replicas on a local Ray; timed from the call."""
+    import ray
+    import torch
+
+    from conceptlab.store import ActivationStore, ray_extract
+
+    ray.init(num_cpus=actors + 1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        start = time.perf_counter()
+        entry = ray_extract(ActivationStore(workdir / f"ray-{actors}"), backbone, dataset, batch_size=args.batch_size,
+                            shard_rows=args.shard_rows, num_actors=actors, decode_workers=args.ray_decode_workers, progress=False)
+        seconds = time.perf_counter() - start
+    finally:
+        ray.shutdown()
+    from safetensors.torch import load_file
+
+    store = load_file(str(workdir / "store.safetensors"))["embeddings"]
+    return {"images": len(entry), "seconds": seconds, "shards": entry.manifest.n_shards, "equal_to_store": bool(torch.equal(entry.load(), store))}
+
+
 def _run_child(mode: str, args, spec: str, workdir: Path) -> dict:
     command = [
         sys.executable, __file__, "--child", mode, "--backbone", spec, "--n", str(args.n),
         "--batch-size", str(args.batch_size), "--naive-budget", str(args.naive_budget), "--workdir", str(workdir),
     ]
-    for flag, value in (("--num-workers", args.num_workers), ("--threads", args.threads)):
+    for flag, value in (("--num-workers", args.num_workers), ("--threads", args.threads), ("--shard-rows", args.shard_rows),
+                        ("--ray-decode-workers", args.ray_decode_workers)):
         if value is not None:
             command += [flag, str(value)]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -165,6 +221,21 @@ def _report(args, spec: str, note: str | None, naive: dict, store: dict, max_dif
           f"cached call identical: {store['cached_identical']}")
 
 
+def _report_limit(store: dict, model: dict, rays: list[dict]) -> None:
+    store_rate = store["images"] / store["seconds"]
+    rates = {int(k): v for k, v in model["rates"].items()}
+    best_threads = max(rates, key=rates.get)
+    print()
+    print("the limit: the model alone on pre-decoded tensors (" + ", ".join(f"{t} thread(s): {r:.1f} images/s" for t, r in sorted(rates.items())) + ")")
+    print(f"store path {store_rate:.1f} images/s = {100 * store_rate / rates[best_threads]:.0f} % of the model's own throughput "
+          f"({best_threads} threads)" + (f"; {100 * store_rate / rates[store['threads']]:.0f} % of it at the store path's "
+                                          f"{store['threads']} thread(s)" if store["threads"] in rates and store["threads"] != best_threads else ""))
+    for run in rays:
+        rate = run["images"] / run["seconds"]
+        print(f"Ray, {run['mode'][3:]} actor(s): {rate:.1f} images/s in {run['seconds']:.1f} s ({run['shards']} shards, actor start-up included) "
+              f"= {rate / store_rate:.2f}x one process; entry equal to the store path's: {run['equal_to_store']}")
+
+
 def _dry_run(args) -> None:
     """Construct the split and estimate the run, at any size; nothing is embedded."""
     baseline = _rss_mib()
@@ -201,7 +272,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--naive-budget", type=float, default=30.0,
                         help="seconds after which the naive loop stops early (default 30; 0: no limit)")
     parser.add_argument("--dry-run", action="store_true", help="only construct the split and estimate the run (any --n)")
-    parser.add_argument("--child", choices=("naive", "store"), help=argparse.SUPPRESS)
+    parser.add_argument("--shard-rows", type=int, default=None, help="rows per shard (default: the store's choice)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of the store path and of the model alone, alternating; the fastest of each is reported")
+    parser.add_argument("--ray", action="store_true", help="also time ray_extract with 1 and 2 actors (needs conceptlab[distributed])")
+    parser.add_argument("--ray-decode-workers", type=int, default=0, help="DataLoader workers per Ray actor (default 0: the actor decodes)")
+    parser.add_argument("--child", choices=("naive", "store", "model", "ray1", "ray2"), help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -220,11 +295,20 @@ def main(argv: list[str] | None = None) -> None:
         if note:
             print(f"NOTE: {note}", flush=True)
         naive = _run_child("naive", args, spec, workdir)
-        store = _run_child("store", args, spec, workdir)
+        # the store path and the model alone alternate, fastest of --repeat each: on a shared machine
+        # the load changes between runs, and the best run is the one least disturbed by it
+        store, model = None, None
+        for _ in range(args.repeat):
+            run = _run_child("store", args, spec, workdir)
+            store = run if store is None or run["seconds"] < store["seconds"] else store
+            run = _run_child("model", args, spec, workdir)
+            model = run if model is None or max(run["rates"].values()) > max(model["rates"].values()) else model
+        rays = [_run_child(f"ray{actors}", args, spec, workdir) for actors in (1, 2)] if args.ray else []
         a = load_file(str(workdir / "naive.safetensors"))["embeddings"]
         b = load_file(str(workdir / "store.safetensors"))["embeddings"][: len(a)]
         max_diff = float((a - b).abs().max())
     _report(args, spec, note, naive, store, max_diff)
+    _report_limit(store, model, rays)
 
 
 if __name__ == "__main__":

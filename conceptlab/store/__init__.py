@@ -7,6 +7,7 @@ See ``ActivationStore`` and DESIGN.md ("ActivationStore") for the layout and gua
 """
 
 from conceptlab.store.captures import CAPTURES, Capture, get_capture
+from conceptlab.store.ray_engine import ray_extract
 from conceptlab.store.reader import StoreCorruptionError, StoredActivations
 from conceptlab.store.store import (
     ActivationStore,
@@ -29,4 +30,5 @@ __all__ = [
     "StoredActivations",
     "default_root",
     "get_capture",
+    "ray_extract",
 ]

@@ -68,11 +68,13 @@ def run_shards(
     dtype: torch.dtype,
     num_workers: int,
     on_batch: Callable[[int], None] = lambda n: None,
+    pin_memory: bool = False,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (shard index, (stop - start, dim) tensor) for each of ``shards``, in order.
 
     ``rows`` maps entry rows to dataset indices (None: the identity). Preprocessing runs in
     ``num_workers`` DataLoader worker processes (0: in this process); encoding runs here.
+    ``pin_memory`` puts batches in page-locked memory (faster copies to a GPU).
     """
     plan = plan_batches(shards, batch_size)
     if not plan:
@@ -82,6 +84,7 @@ def run_shards(
         batch_sampler=_PlannedBatches(plan, rows),
         collate_fn=capture.collate(backbone),
         num_workers=num_workers,
+        pin_memory=pin_memory,
     )
     bounds = {index: (start, stop) for index, start, stop in shards}
     buffer, current = None, None
