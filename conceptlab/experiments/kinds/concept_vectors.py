@@ -39,6 +39,7 @@ from typing import Any
 import pandas as pd
 
 from conceptlab.experiments.config import ProbeConfigError
+from conceptlab.experiments.plugin_config import check_choice, check_spec, read_header, read_section
 from conceptlab.registry import register_probe_kind
 from conceptlab.utils import atomic_write_json, atomic_write_text
 
@@ -76,28 +77,21 @@ class ConceptVectorsConfig:
 
 
 def _section(raw: Mapping[str, Any], key: str, source: str) -> dict[str, Any]:
-    defaults = SECTIONS[key]
-    given = raw.get(key, {})
-    if not isinstance(given, Mapping):
-        raise ProbeConfigError(f"{source}: [{key}] must be a table, got {type(given).__name__}")
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ProbeConfigError(f"{source}: [{key}]: unknown key(s) {', '.join(unknown)}; known: {', '.join(defaults)}")
-    out = dict(defaults)
-    for name, value in given.items():
-        default = defaults[name]
-        ok = isinstance(value, type(default)) or (isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool))
-        if name == "entities":
-            ok = (isinstance(value, int) and not isinstance(value, bool) and value >= 1) or (isinstance(value, list) and value and all(isinstance(v, str) for v in value))
-        if not ok or (isinstance(default, int) and isinstance(value, bool) != isinstance(default, bool)):
-            raise ProbeConfigError(f"{source}: [{key}] {name} = {value!r} has the wrong type (expected like {default!r})")
-        out[name] = float(value) if isinstance(default, float) else value
-    return out
+    return read_section(raw, key, SECTIONS[key], source, _VALIDATORS)
 
 
-def _choice(value: str, allowed: tuple[str, ...], where: str, source: str) -> None:
-    if value not in allowed:
-        raise ProbeConfigError(f"{source}: {where} = {value!r}; choose one of {', '.join(allowed)}")
+def _entities(value: Any) -> tuple[bool, Any]:
+    """How many entities to locate (>= 1), or their names."""
+    count = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return count or (isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)), value
+
+
+def _layers(value: Any) -> tuple[bool, Any]:
+    """Layers to scan: a list of layer indices, empty for all."""
+    return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value), value
+
+
+_VALIDATORS = {"entities": _entities, "layers": _layers}
 
 
 @register_probe_kind("concept_vectors", description="ConceptVectors on a language model: locate, validate and unlearn FactsWorld entities")
@@ -106,34 +100,25 @@ class ConceptVectorsProbe:
 
     @staticmethod
     def parse(raw: Mapping[str, Any], source: str = "<probe>", name: str | None = None) -> ConceptVectorsConfig:
-        from conceptlab.backbones import parse_spec
         from conceptlab.vectors import METHODS, SCORERS
 
-        unknown = sorted(set(raw) - TOP_LEVEL)
-        if unknown:
-            raise ProbeConfigError(f"{source}: top level: unknown key(s) or section(s) {', '.join(unknown)}; known: {', '.join(sorted(TOP_LEVEL))}")
-        probe_name = raw.get("name", name)
-        if not isinstance(probe_name, str) or not probe_name.strip():
-            raise ProbeConfigError(f"{source}: top level: name must be a non-empty string")
+        probe_name = read_header(raw, TOP_LEVEL, source, name)
         model = _section(raw, "model", source)
-        try:
-            parse_spec(model["spec"])
-        except ValueError as error:
-            raise ProbeConfigError(f"{source}: [model] spec: {error}") from None
+        check_spec(model["spec"], source)
         locate = _section(raw, "locate", source)
-        _choice(locate["scorer"], tuple(SCORERS), "[locate] scorer", source)
-        _choice(locate["projection"], ("raw", "folded"), "[locate] projection", source)
+        check_choice(locate["scorer"], tuple(SCORERS), "[locate] scorer", source)
+        check_choice(locate["projection"], ("raw", "folded"), "[locate] projection", source)
         if locate["k"] < 1:
             raise ProbeConfigError(f"{source}: [locate] k must be >= 1")
         validate = _section(raw, "validate", source)
-        _choice(validate["intervention"], ("noise", "zero", "mean"), "[validate] intervention", source)
-        _choice(validate["form"], ("qa", "qa_heldout", "cloze", "foreign"), "[validate] form", source)
+        check_choice(validate["intervention"], ("noise", "zero", "mean"), "[validate] intervention", source)
+        check_choice(validate["form"], ("qa", "qa_heldout", "cloze", "foreign"), "[validate] form", source)
         if validate["std"] < 0:
             raise ProbeConfigError(f"{source}: [validate] std must be >= 0")
         unlearn = _section(raw, "unlearn", source) if "unlearn" in raw else None
         if unlearn is not None:
             for method in unlearn["methods"]:
-                _choice(method, tuple(METHODS), "[unlearn] methods", source)
+                check_choice(method, tuple(METHODS), "[unlearn] methods", source)
         world = _section(raw, "world", source) if "world" in raw else None
         description = raw.get("description", "")
         if not isinstance(description, str):

@@ -52,6 +52,7 @@ from typing import Any
 import pandas as pd
 
 from conceptlab.experiments.config import ProbeConfigError
+from conceptlab.experiments.plugin_config import read_header, read_section
 from conceptlab.registry import register_probe_kind
 from conceptlab.utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -93,31 +94,7 @@ class DiffusionDiversityConfig:
 
 
 def _section(raw: Mapping[str, Any], key: str, source: str) -> dict[str, Any]:
-    defaults = SECTIONS[key]
-    given = raw.get(key, {})
-    if not isinstance(given, Mapping):
-        raise ProbeConfigError(f"{source}: [{key}] must be a table, got {type(given).__name__}")
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ProbeConfigError(f"{source}: [{key}]: unknown key(s) {', '.join(unknown)}; known: {', '.join(defaults)}")
-    out = dict(defaults)
-    for name, value in given.items():
-        default = defaults[name]
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(default, float):
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-        elif isinstance(default, list):
-            inner = type(default[0]) if default else str
-            ok = isinstance(value, list) and bool(value) and all(isinstance(v, inner) or (inner is float and isinstance(v, int) and not isinstance(v, bool)) for v in value)
-        else:
-            ok = isinstance(value, type(default))
-        if not ok:
-            raise ProbeConfigError(f"{source}: [{key}] {name} = {value!r} has the wrong type (expected like {default!r})")
-        out[name] = float(value) if isinstance(default, float) and not isinstance(default, bool) else value
-    return out
+    return read_section(raw, key, SECTIONS[key], source)
 
 
 def _check_condition(condition: str, where: str, source: str) -> None:
@@ -137,12 +114,7 @@ class DiffusionDiversityProbe:
     def parse(raw: Mapping[str, Any], source: str = "<probe>", name: str | None = None) -> DiffusionDiversityConfig:
         from conceptlab.diffusion import SCHEDULERS
 
-        unknown = sorted(set(raw) - TOP_LEVEL)
-        if unknown:
-            raise ProbeConfigError(f"{source}: top level: unknown key(s) or section(s) {', '.join(unknown)}; known: {', '.join(sorted(TOP_LEVEL))}")
-        probe_name = raw.get("name", name)
-        if not isinstance(probe_name, str) or not probe_name.strip():
-            raise ProbeConfigError(f"{source}: top level: name must be a non-empty string")
+        probe_name = read_header(raw, TOP_LEVEL, source, name)
         description = raw.get("description", "")
         if not isinstance(description, str):
             raise ProbeConfigError(f"{source}: top level: description must be a string")
