@@ -7,8 +7,9 @@ setup:
 setup-test:
 	bash scripts/setup.sh --test
 
+# make app PORT=8600 serves on another port (checked before any work)
 app: setup
-	.venv/bin/conceptlab demo
+	.venv/bin/conceptlab demo $(if $(PORT),--port $(PORT),)
 
 demo: setup
 	.venv/bin/conceptlab demo --no-app

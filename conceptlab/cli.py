@@ -1,4 +1,4 @@
-"""The ``conceptlab`` command: demo, zoo build, embed, info, probe, data.
+"""The ``conceptlab`` command: demo, zoo build, embed, store, info, probe, data.
 
 One error boundary, in :func:`main`: every failure is one line on stderr and an exit code that
 says which kind of problem it was (``EXIT_CODES``, also in ``conceptlab --help``); a traceback is
@@ -12,6 +12,7 @@ import argparse
 import errno
 import json
 import os
+import socket
 import subprocess
 import sys
 import traceback
@@ -136,46 +137,113 @@ def _ensure_zoo(name: str = "shapes-clip") -> None:
         zoo.build(name)
 
 
+#: the port ``conceptlab demo`` (``make app``) serves on when none is given and it is free
+DEFAULT_PORT = 8501
+#: the shipped probe files the first run prepares the embeddings of (absent from a wheel install)
+PROBES_DIR = Path(__file__).resolve().parent.parent / "probes"
+
+
+def port_number(text: str) -> int:
+    """argparse type of ``--port``: an integer 1-65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
+    return port
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_port(requested: int | None) -> int:
+    """The port to serve on, decided before any work: ``requested`` when free (else a clear
+    error: the user asked for it), or DEFAULT_PORT, or a free one when the default is busy."""
+    if requested is not None:
+        if not port_is_free(requested):
+            raise CLIError(f"port {requested} is in use (another app or server is on it); pick another with --port N (make app PORT=N)", 2)
+        return requested
+    if port_is_free(DEFAULT_PORT):
+        return DEFAULT_PORT
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    print(f"port {DEFAULT_PORT} is in use; serving on {port} instead")
+    return port
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    from conceptlab.backbones import load
-    from conceptlab.data import ShapesWorld
+    from conceptlab.experiments.precompute import precompute_plan, run_plan
     from conceptlab.store import ActivationStore
+
+    port = None if args.no_app else choose_port(args.port)  # a busy or bad port is found before any work
+    _ensure_zoo()
+    store = ActivationStore()
+    probes = sorted(PROBES_DIR.glob("*.toml")) if (args.probes and PROBES_DIR.is_dir()) else []
+    plan = precompute_plan(args.backbone, probes)
+    rows = sum(len(item.dataset) for item in plan)
+    print(f"first run: {len(plan)} store entries ({rows} images) for the app's default pages" + (f" and {len(probes)} shipped probes" if probes else ""))
+    args.interrupt_note = "finished store entries are kept; rerunning resumes where it stopped"
+    if args.no_app:
+        run_plan(plan, store, progress=True)
+        return _demo_summary(args.backbone, store)
+    app = _start_app(port)
+    try:
+        # the app is served while the rest is embedded; the app's pages wait for an entry being written
+        _lower_priority()
+        run_plan(plan, store, progress=True, should_stop=lambda: app.poll() is not None)
+        if app.poll() is None:
+            print(f"\n  every default embedding is stored; the app is at http://127.0.0.1:{port} (Ctrl+C stops it)\n", flush=True)
+        return app.wait()
+    finally:
+        if app.poll() is None:
+            app.terminate()
+            try:
+                app.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                app.kill()
+
+
+def _lower_priority() -> None:
+    """Embed at a lower CPU priority than the app's server, so pages stay responsive."""
+    try:
+        os.nice(10)
+    except (AttributeError, OSError):  # not on this platform, or not allowed
+        pass
+
+
+def _demo_summary(backbone_spec: str, store) -> int:
+    from conceptlab.backbones import load
+    from conceptlab.data import APP_SIZES, ShapesWorld
     from conceptlab.zoo.shapes_clip import zero_shot_accuracy
 
-    _ensure_zoo()
-    backbone = load(args.backbone)
-    store = ActivationStore()
-    print(f"backbone: {backbone}")
-    for split, size in (("train", args.train_size), ("test", args.test_size)):
-        dataset = ShapesWorld(split, size=size)
-        acts = store.get_or_compute(backbone, dataset, progress=True)
-        print(f"embedded {dataset.identity}: {tuple(acts.shape)}")
-    if args.no_app:
-        test = ShapesWorld("test", size=min(500, args.test_size))
-        scores = zero_shot_accuracy(backbone, test)
-        print(f"zero-shot accuracy on ShapesWorld test ({len(test)} images):")
-        for family, acc in scores.items():
-            print(f"  {family:<11s} {acc:6.1%}")
-        print(f"store: {store.root} ({human_bytes(store.total_bytes())})")
-        return 0
-    return _serve_app(args.port)
+    test = ShapesWorld("test", size=APP_SIZES["test"])
+    scores = zero_shot_accuracy(load(backbone_spec), test)
+    print(f"zero-shot accuracy on ShapesWorld test ({len(test)} images):")
+    for family, acc in scores.items():
+        print(f"  {family:<11s} {acc:6.1%}")
+    print(f"store: {store.root} ({human_bytes(store.total_bytes())})")
+    return 0
 
 
-def _serve_app(port: int) -> int:
+def _start_app(port: int) -> subprocess.Popen:
     if not APP_ENTRY.is_file():
-        print(f"the app is not part of this install ({APP_ENTRY} missing); run `conceptlab demo --no-app`.")
-        return 1
+        raise CLIError(f"the app is not part of this install ({APP_ENTRY} missing); run `conceptlab demo --no-app`", 3)
     url = f"http://127.0.0.1:{port}"
-    print(f"\n  conceptlab app: {url}\n  (Ctrl+C stops it)\n", flush=True)
+    print(f"\n  conceptlab app: {url}\n  (Ctrl+C stops it; the Home page shows the first run's progress)\n", flush=True)
     command = [
         sys.executable, "-m", "streamlit", "run", str(APP_ENTRY),
         "--server.address", "127.0.0.1", "--server.port", str(port),
         "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
     ]
-    try:
-        return subprocess.call(command, env={**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")})
-    except KeyboardInterrupt:
-        return 0
+    return subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")})
 
 
 def cmd_zoo_build(args: argparse.Namespace) -> int:
@@ -198,6 +266,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     check_store_dir(args.store)
     if args.batch_size <= 0:
         raise CLIError(f"--batch-size must be positive, got {args.batch_size}", 2)
+    _check_ray_flags(args)
     if args.data:  # the dataset (and its size caps) before the model loads
         from conceptlab.data import load as load_dataset
 
@@ -213,8 +282,36 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if args.dry_run:
         return 0
     args.interrupt_note = f"finished shards are kept in the store at {store.root}; rerun the same command to resume from them"
+    if args.engine == "ray":
+        return _embed_on_ray(args, store, backbone, dataset)
     acts = store.get_or_compute(backbone, dataset, batch_size=args.batch_size)
     print(f"stored {tuple(acts.shape)} under key {store.key(backbone, dataset)}")
+    return 0
+
+
+def _check_ray_flags(args: argparse.Namespace) -> None:
+    if args.engine != "ray" and (args.address is not None or args.num_actors is not None or args.num_gpus):
+        raise CLIError("--address, --num-actors and --num-gpus need --engine ray", 2)
+    if args.num_actors is not None and args.num_actors < 1:
+        raise CLIError(f"--num-actors must be at least 1, got {args.num_actors}", 2)
+    if args.num_gpus < 0:
+        raise CLIError(f"--num-gpus must be >= 0, got {args.num_gpus}", 2)
+    if args.engine == "ray":
+        from conceptlab.store.ray_engine import import_ray
+
+        try:
+            import_ray()
+        except ImportError as error:
+            raise CLIError(str(error), 2) from None
+
+
+def _embed_on_ray(args: argparse.Namespace, store, backbone, dataset) -> int:
+    """``embed --engine ray``: the same entry, computed by backbone replicas on a Ray cluster."""
+    from conceptlab.store import ray_extract
+
+    entry = ray_extract(store, backbone, dataset, batch_size=args.batch_size, address=args.address, num_actors=args.num_actors,
+                        num_gpus=args.num_gpus, load_on_workers=args.load_on_workers)
+    print(f"stored {(len(entry), entry.dim)} under key {entry.key} (Ray engine)")
     return 0
 
 
@@ -256,7 +353,6 @@ def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
     from conceptlab import __version__, zoo
-    from conceptlab.store import ActivationStore
 
     print(f"conceptlab {__version__}, torch {torch.__version__}")
     devices = ["cpu"] + [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
@@ -264,16 +360,42 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("zoo:")
     for name, folder in zoo.available().items():
         print(f"  zoo:{name:<14s} {'built at ' + str(folder) if folder else 'not built (conceptlab zoo build ' + name + ')'}")
-    check_store_dir(args.store)
-    store = ActivationStore(root=args.store)
+    _print_store(_open_store(args.store))
+    return 0
+
+
+def _open_store(root: str | None):
+    from conceptlab.store import ActivationStore
+
+    check_store_dir(root)
+    return ActivationStore(root=root)
+
+
+def _print_store(store, newest_first: bool = False) -> None:
     entries = store.entries()
     print(f"store: {store.root} ({len(entries)} entries, {human_bytes(store.total_bytes())})")
-    for e in entries:
+    for e in reversed(entries) if newest_first else entries:
         if "rows" not in e:  # a manifest that cannot be read: say so, and list the rest
             print(f"  {e['key'][:12]}  [unreadable: {' '.join(str(e.get('error', 'no manifest')).split())}]  {human_bytes(e['bytes'])}")
             continue
         state = "" if e.get("complete") else "  [incomplete]"
         print(f"  {e['key'][:12]}  {e['rows']:>7} x {e['dim']:<5} {human_bytes(e['bytes']):>9}  {e['backbone']}  {e['dataset']}{state}")
+
+
+def cmd_store_ls(args: argparse.Namespace) -> int:
+    _print_store(_open_store(args.store), newest_first=True)  # newest first, as the app's Home page lists them
+    return 0
+
+
+def cmd_store_rm(args: argparse.Namespace) -> int:
+    store = _open_store(args.store)
+    try:
+        keys = [store.resolve(prefix) for prefix in args.keys]  # every key checked before anything is deleted
+    except KeyError as error:
+        raise CLIError(str(error.args[0]), 3) from None
+    for key in dict.fromkeys(keys):
+        store.delete(key)
+        print(f"deleted {key[:12]}")
     return 0
 
 
@@ -328,9 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="build the default workspace (ShapesWorld + zoo:shapes-clip) and serve the app")
     demo.add_argument("--no-app", action="store_true", help="print a summary instead of serving the app")
     demo.add_argument("--backbone", default=DEFAULT_BACKBONE)
-    demo.add_argument("--port", type=int, default=8501)
-    demo.add_argument("--train-size", type=int, default=8000, help="ShapesWorld train images to embed")
-    demo.add_argument("--test-size", type=int, default=2000, help="ShapesWorld test images to embed")
+    demo.add_argument("--port", type=port_number, default=None, help=f"serve on this port (default {DEFAULT_PORT}, or a free one when it is busy)")
+    demo.add_argument("--no-probes", dest="probes", action="store_false", help="prepare only the app pages' embeddings, not the shipped probes'")
     demo.set_defaults(func=cmd_demo)
 
     zoo_parser = sub.add_parser("zoo", help="the embedded default models")
@@ -350,6 +471,13 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--batch-size", type=int, default=64)
     embed.add_argument("--store", default=None, help="store folder (default $CONCEPTLAB_HOME/store)")
     embed.add_argument("--dry-run", action="store_true", help="only print the disk and memory estimate")
+    embed.add_argument("--engine", choices=["local", "ray"], default="local",
+                       help="local: this process (DataLoader workers decode); ray: backbone replicas on a Ray cluster (pip install 'conceptlab[distributed]')")
+    embed.add_argument("--address", default=None, help="with --engine ray: the cluster (auto = the one `ray start` runs here; default: a new local one)")
+    embed.add_argument("--num-actors", type=int, default=None, help="with --engine ray: backbone replicas (default: as many as fit)")
+    embed.add_argument("--num-gpus", type=float, default=0.0, help="with --engine ray: GPUs per replica (default 0: CPU)")
+    embed.add_argument("--load-on-workers", action="store_true",
+                       help="with --engine ray: each replica loads --backbone itself (the checkpoint must exist on every node) instead of receiving this one's")
     embed.set_defaults(func=cmd_embed)
 
     probe = sub.add_parser("probe", help="declarative CBM runs from a TOML file (probes/*.toml)")
@@ -375,6 +503,16 @@ def build_parser() -> argparse.ArgumentParser:
     data_show = data_sub.add_parser("show", help="check a dataset spec and print its classes and concepts")
     data_show.add_argument("spec")
     data_show.set_defaults(func=cmd_data_show)
+
+    store_parser = sub.add_parser("store", help="list the activation store's entries, or delete some")
+    store_sub = store_parser.add_subparsers(dest="store_command", required=True)
+    store_ls = store_sub.add_parser("ls", help="list the entries, newest first (key prefix, size, backbone, dataset)")
+    store_ls.add_argument("--store", default=None, help="store folder (default $CONCEPTLAB_HOME/store)")
+    store_ls.set_defaults(func=cmd_store_ls)
+    store_rm = store_sub.add_parser("rm", help="delete entries by key (a unique prefix of at least 4 hex digits, as `store ls` shows)")
+    store_rm.add_argument("keys", nargs="+")
+    store_rm.add_argument("--store", default=None, help="store folder (default $CONCEPTLAB_HOME/store)")
+    store_rm.set_defaults(func=cmd_store_rm)
 
     info = sub.add_parser("info", help="devices, zoo models, store contents")
     info.add_argument("--store", default=None)

@@ -2,8 +2,10 @@
 
 import streamlit as st
 import workbench
+from workbench.store_panel import delete_entries, first_run_progress
 
 from conceptlab import zoo
+from conceptlab.experiments import read_status
 from conceptlab.utils import human_bytes
 
 selection = workbench.page_setup("conceptlab")
@@ -50,19 +52,27 @@ else:
         st.success(f"Stored under key `{current_key[:12]}`; every page reads them from there.", icon=":material/check_circle:")
     else:
         estimate = store.estimate(backbone, dataset, num_workers=0)
+        first_run = read_status(store)
+        who = ("The first run is embedding what the pages read (progress below); a page that needs them waits for it."
+               if first_run and first_run["alive"] else "The Embeddings page computes them on first visit.")
         st.info(
             f"Not computed yet: {estimate['rows']} × {estimate['dim']} floats, {estimate['disk']} on disk, "
-            f"about {estimate['peak_memory']} of memory. The Embeddings page computes them on first visit."
+            f"about {estimate['peak_memory']} of memory. {who}"
         )
         if st.button("Compute them now"):
             workbench.load_embeddings(backbone, dataset)
             st.rerun()
 
 st.subheader("Activation store")
+first_run_progress(store)
+deleted = st.session_state.pop("cl.home.deleted", None)
+if deleted:
+    st.success(f"Deleted {', '.join(deleted[0]) or 'nothing (already gone)'}.", icon=":material/delete:")
 entries = store.entries()
 st.caption(f"`{store.root}` · {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} · {human_bytes(store.total_bytes())}")
 if entries:
     workbench.store_table(entries, current_key)
+    delete_entries(store, entries)
 else:
     st.info("The store is empty. Open the Embeddings page (or press the button above) to fill it.")
 if st.button("Reload models and data", help="Clear the app's caches, e.g. after rebuilding a zoo model"):

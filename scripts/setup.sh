@@ -39,6 +39,8 @@ if [ "$want_test" = 1 ]; then
   if stale "$tstamp"; then
     echo "[setup] installing test extras"
     $PIP install -q -c constraints.txt -e '.[test]'
+    # declares transformers<5 yet runs on 5.x (it only imports PreTrainedTokenizerBase): no deps
+    $PIP install -q --no-deps -c constraints.txt steering-vectors
     touch "$tstamp"
   fi
   if [ ! -x /usr/bin/chromium ]; then

@@ -129,24 +129,37 @@ def test_page_shows_model_weights_and_explanation(env, reference):
     assert len(app.get("plotly_chart")) >= 3  # weights, contributions, class probabilities
 
 
-def test_sliders_intervene_like_the_library(env, reference):
+def test_presets_and_custom_values_intervene_like_the_library(env, reference):
+    from conceptlab.cbm.explanations import intervention_presets
+
     app = run()
     model = reference["model"]
     embeddings, _ = reference["shown"]
-    slider = app.slider[0]
-    concept = slider.label.strip("`")  # concept names are shown as code (a bare "color:blue" is markdown for colour)
+    presets = intervention_presets(model, reference["data"]["train"][0], embeddings[:1])
+    radio = next(r for r in app.radio if r.key and r.key.startswith("cl.cbm.iv_mode."))
+    concept = radio.label.strip("`")  # concept names are shown as code (a bare "color:blue" is markdown for colour)
+    for preset in ("absent", "present"):
+        radio.set_value(preset).run()
+        assert not app.exception
+        value = float(presets.loc[concept, preset])
+        expected = model.intervene(embeddings[:1], set={concept: value})
+        new_class = model.class_names_[int(expected.predictions[0])]
+        message = next(t for t in texts(app.markdown) if t.startswith("With "))
+        assert f"`{concept}` " in message and f"→ {value:.2f}" in message and f"**{new_class}** ({expected.proba[0].max():.0%})" in message
+        after = chart(app, "cl.cbm.intervention_chart")["data"][1]
+        for name, p in zip(after["x"], values(after["y"])):
+            assert p == pytest.approx(expected.proba[0][model.class_names_.index(name)], abs=1e-5)
+        radio = app.radio(key=radio.key)
+
+    radio.set_value("custom").run()
+    slider = app.slider(key=radio.key.replace("cl.cbm.iv_mode.", "cl.cbm.iv."))
     slider.set_value(slider.min).run()
-    assert not app.exception
     expected = model.intervene(embeddings[:1], set={concept: slider.min})
-    new_class = model.class_names_[int(expected.predictions[0])]
-    message = next(t for t in texts(app.markdown) if t.startswith("With "))
-    assert f"`{concept}` " in message and f"**{new_class}** ({expected.proba[0].max():.0%})" in message
-    after = chart(app, "cl.cbm.intervention_chart")["data"][1]
-    for name, p in zip(after["x"], values(after["y"])):
-        assert p == pytest.approx(expected.proba[0][model.class_names_.index(name)], abs=1e-5)
+    assert any(f"**{model.class_names_[int(expected.predictions[0])]}**" in t for t in texts(app.markdown) if t.startswith("With "))
 
     app.button(key="cl.cbm.iv_reset").click().run()
-    assert app.slider[0].value == pytest.approx(float(model.transform(embeddings[:1])[0][model.concept_names_.index(concept)]), abs=1e-2)
+    assert app.radio(key=radio.key).value == "as predicted"
+    assert not any(t.startswith("With ") for t in texts(app.markdown))
 
 
 def test_prune_defaults_to_suggestions_and_reports_the_change(env, reference):
@@ -180,13 +193,18 @@ def test_prune_defaults_to_suggestions_and_reports_the_change(env, reference):
     assert float(metric.value) == pytest.approx(study.accuracy.loc["shifted", "after_normalized"], abs=1e-3)
 
 
+def folder_name(app: AppTest):
+    """The save-name box (keyed by the model and its edits, so each model gets its own default)."""
+    return next(t for t in app.text_input if t.label == "Folder name")
+
+
 def test_save_the_edited_model_and_open_it_again(env, reference):
     from conceptlab.cbm import ConceptBottleneckModel
 
     app = run()
     prune = next(m for m in app.multiselect if m.label.startswith("Concepts to prune"))
     prune.set_value(["background:white", "background:black"]).run()
-    app.text_input(key="cl.cbm.save_name").input("edited-test").run()
+    folder_name(app).input("edited-test").run()
     app.button(key="cl.cbm.save").click().run()
     assert not app.exception and not app.error
     path = env["home"] / "models" / "edited-test"
@@ -198,7 +216,7 @@ def test_save_the_edited_model_and_open_it_again(env, reference):
     app.button(key="cl.cbm.save").click().run()  # a second save must not overwrite silently
     assert any("already exists" in t for t in texts(app.error))
 
-    app.text_input(key="cl.cbm.save_name").input("no spaces please").run()
+    folder_name(app).input("no spaces please").run()
     app.button(key="cl.cbm.save").click().run()
     assert any("cannot name a model folder" in t for t in texts(app.error))
 

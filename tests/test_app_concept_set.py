@@ -97,13 +97,23 @@ def test_add_and_rename(env):
     app.button(key="cl.cs.add").click().run()
     assert not app.exception
     assert "shiny crimson thing" in app.session_state["cl.cs.model"].concept_names_
+    assert "shiny crimson thing" in app.multiselect(key="cl.cs.keep.ruby disc").value  # shown as a chip, not an unticked option
+    assert [s.value for s in app.success] == ["Added “shiny crimson thing” to class ruby disc."]
+    app.text_input(key="cl.cs.add_text").input("shiny crimson thing")
+    app.button(key="cl.cs.add").click().run()
+    assert [w.value for w in app.warning] == ["“shiny crimson thing” is already present in class ruby disc; nothing changed."]
     old = app.session_state["cl.cs.working"]["ruby block"][0]
     app.selectbox(key="cl.cs.rename_from").select(f"ruby block :: {old}")
     app.text_input(key="cl.cs.rename_to").input("boxy red")
     app.button(key="cl.cs.rename").click().run()
     assert not app.exception
-    names = app.session_state["cl.cs.model"].concept_names_
+    model = app.session_state["cl.cs.model"]
+    names = model.concept_names_
     assert "boxy red" in names and "shiny crimson thing" in names
+    keep = app.multiselect(key="cl.cs.keep.ruby block").value
+    assert "boxy red" in keep and old not in keep
+    logged = model.bank.provenance["concept_set"]["edits"]  # the edit log travels with the model (saved with it)
+    assert [(e["op"], e["class"]) for e in logged] == [("add", "ruby disc"), ("rename", "ruby block")]
 
 
 def test_saved_labo_model_opens_on_the_concept_bottleneck_page(env):

@@ -11,8 +11,8 @@ import pytest
 from conceptlab.cli import build_parser
 
 
-def run_cli(*args, home, timeout=300):
-    env = {**os.environ, "CONCEPTLAB_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+def run_cli(*args, home, timeout=300, env=None):
+    env = {**os.environ, "CONCEPTLAB_HOME": str(home), "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "conceptlab.cli", *args], capture_output=True, text=True, env=env, timeout=timeout
     )
@@ -48,9 +48,15 @@ def test_bad_spec_is_a_clear_error_not_a_traceback(tmp_path):
 @pytest.mark.skipif(not os.path.isdir(os.path.join(os.path.dirname(__file__), "..", "conceptlab", "zoo", "weights", "shapes-clip")),
                     reason="zoo:shapes-clip weights are not shipped in this checkout")
 def test_demo_no_app_prints_zero_shot_summary(tmp_path):
-    result = run_cli("demo", "--no-app", "--train-size", "64", "--test-size", "200", home=tmp_path, timeout=600)
+    # the pages' sizes made small, as a demo or a test may; the first run embeds exactly those
+    env = {"CONCEPTLAB_CBM_SIZES": "200:100", "CONCEPTLAB_DISCOVERY_TRAIN": "200"}
+    result = run_cli("demo", "--no-app", "--no-probes", home=tmp_path, timeout=600, env=env)
     assert result.returncode == 0, result.stderr
-    assert "embedded shapesworld-v1:train:n=64" in result.stdout
-    assert "zero-shot accuracy on ShapesWorld test (200 images)" in result.stdout
+    assert "first run: 4 store entries (900 images) for the app's default pages" in result.stdout
+    assert "zero-shot accuracy on ShapesWorld test (500 images)" in result.stdout
     color = next(line for line in result.stdout.splitlines() if line.strip().startswith("color"))
     assert float(color.split()[-1].rstrip("%")) >= 95.0  # the shipped model's colour bar
+    listed = run_cli("store", "ls", home=tmp_path)
+    assert "4 entries" in listed.stdout
+    for identity in ("test:n=500:seed=0", "train:n=200:seed=0", "val:n=100:seed=0", "shifted:n=100:seed=0"):
+        assert identity in listed.stdout

@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "conceptlab.registry": 0,
     "conceptlab.utils": 0,
     "conceptlab.limits": 0,
+    "conceptlab.palette": 0,
     "conceptlab.data": 1,
     "conceptlab.metrics": 1,
     "conceptlab.baselines": 1,

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from conceptlab import palette
+
 __all__ = [
     "FAMILY_COLORS",
     "concept_auroc_bars",
@@ -26,19 +28,13 @@ __all__ = [
     "weight_heatmap",
 ]
 
-#: one colour per ShapesWorld attribute family (concept names ``family:value``)
-FAMILY_COLORS = {
-    "shape": "#4c78a8",
-    "color": "#e45756",
-    "size": "#72b7b2",
-    "fill": "#54a24b",
-    "background": "#b279a2",
-    "position": "#f58518",
-}
-POSITIVE, NEGATIVE, NEUTRAL = "#2e7d32", "#c62828", "#9e9e9e"
-BEFORE, AFTER, AFTER_NORMALIZED = "#9e9e9e", "#1565c0", "#64b5f6"
+#: one colour per ShapesWorld attribute family (concept names ``family:value``), from :mod:`conceptlab.palette`
+FAMILY_COLORS = palette.category_colors(("shape", "color", "size", "fill", "background", "position"))
+#: for / against a class (blue / vermillion: told apart under every common colour-vision deficiency)
+POSITIVE, NEGATIVE, NEUTRAL = palette.FOR, palette.AGAINST, palette.NEUTRAL
+BEFORE, AFTER, AFTER_NORMALIZED = palette.NEUTRAL, palette.OKABE_ITO[4], palette.OKABE_ITO[1]
 #: one colour per intervention policy (``conceptlab.cbm.interventions.POLICIES``)
-POLICY_COLORS = {"random": "#9e9e9e", "weight": "#1565c0", "uncertainty": "#e65100"}
+POLICY_COLORS = {"random": palette.NEUTRAL, "weight": palette.OKABE_ITO[4], "uncertainty": palette.OKABE_ITO[5]}
 
 
 def _go():
@@ -54,9 +50,15 @@ def _family(name: str) -> str:
 
 
 def _layout(figure, title: str, height: int, **extra):
+    """Title top-left and any legend on its own line under it, left-aligned: plotly's toolbar
+    appears top-right on hover and would cover a legend or a long title there."""
+    legend = extra.pop("legend", None)
+    if legend is not None:
+        extra["legend"] = {**legend, "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom"}
     figure.update_layout(
-        title={"text": title, "x": 0, "xanchor": "left", "font": {"size": 15}},
-        height=height, margin={"t": 50, "b": 10, "l": 10, "r": 10}, template="plotly_white", **extra,
+        title={"text": title, "x": 0, "xanchor": "left", "y": 0.99, "yanchor": "top", "font": {"size": 15}},
+        height=height + (30 if legend is not None else 0), margin={"t": 90 if legend is not None else 60, "b": 10, "l": 10, "r": 10},
+        template="plotly_white", **extra,
     )
     return figure
 
@@ -83,33 +85,66 @@ def weight_heatmap(model_or_weights: Any, title: str | None = None, height: int 
 
 
 def contribution_bars(explanation: pd.DataFrame, top: int = 12, title: str | None = None, height: int | None = None):
-    """One image's ``explain`` frame as horizontal bars: the ``top`` largest non-zero concept
-    contributions (green for, red against the class), then the intercept and any residual in grey."""
+    """One image's contributions as horizontal bars: the ``top`` largest non-zero concept
+    contributions (blue for, vermillion against the class), then the intercept and any residual in grey.
+
+    Takes ``model.explain(x)`` or :func:`conceptlab.cbm.explanations.relative_contributions` /
+    ``why_not`` (then bars are read against the baseline class and labelled with their share of
+    all the evidence). The axis leaves room for every label, however long the bars."""
     go = _go()
-    if explanation["sample"].nunique() != 1:
+    if "sample" in explanation and explanation["sample"].nunique() != 1:
         raise ValueError("contribution_bars shows one image: pass the explain() frame of a single row")
     special = explanation["concept"].str.startswith("(")
-    concepts = explanation[~special & (explanation["contribution"].abs() > 1e-9)].head(top)
+    nonzero = explanation[~special & (explanation["contribution"].abs() > 1e-9)]
+    concepts = nonzero.head(top)
+    if explanation.attrs.get("against", "zero") != "zero":
+        # read against another class, both sides matter: keep the strongest few against it in view
+        against = nonzero[nonzero["contribution"] < 0].head(max(1, top // 4))
+        keep = list(concepts.index)
+        missing = [i for i in against.index if i not in keep]
+        if missing:
+            keep = keep[: top - len(missing)] + missing
+            concepts = nonzero.loc[sorted(keep, key=lambda i: -abs(nonzero.loc[i, "contribution"]))]
     rest = explanation[special]
     frame = pd.concat([concepts, rest])
-    colors = [NEUTRAL if c.startswith("(") else (POSITIVE if v >= 0 else NEGATIVE) for c, v in zip(frame["concept"], frame["contribution"])]
+    values = frame["contribution"].to_numpy(dtype=float)
+    colors = [NEUTRAL if c.startswith("(") else (POSITIVE if v >= 0 else NEGATIVE) for c, v in zip(frame["concept"], values)]
+    shares = frame["share"].to_numpy(dtype=float) if "share" in frame else None
+    labels = [f"{v:+.2f}" + ("" if shares is None else f" ({s:+.0%})") for v, s in zip(values, shares if shares is not None else values)]
     hover = [
         f"{c}<br>contribution {v:+.3f}" + ("" if np.isnan(s) else f"<br>score {s:.3f} × weight {w:+.3f}")
-        for c, v, s, w in zip(frame["concept"], frame["contribution"], frame["score"], frame["weight"])
+        for c, v, s, w in zip(frame["concept"], values, frame["score"], frame["weight"])
     ]
     figure = go.Figure(
         go.Bar(
-            x=frame["contribution"], y=frame["concept"], orientation="h", marker_color=colors,
-            text=[f"{v:+.2f}" for v in frame["contribution"]], textposition="outside", cliponaxis=False,
-            hovertext=hover, hoverinfo="text",
+            x=values, y=frame["concept"], orientation="h", marker_color=colors,
+            # inside a bar long enough to hold its label, else beside it (with room kept on the axis below)
+            text=labels, textposition="auto", insidetextanchor="end", cliponaxis=False, hovertext=hover, hoverinfo="text",
         )
     )
-    klass = explanation["class"].iloc[0]
-    logit = explanation.attrs.get("logit", float(explanation["contribution"].sum()))
-    title = title or f"Why “{klass}”: contributions to its logit ({logit:.2f})"
-    _layout(figure, title, height or 60 + 28 * len(frame) + 40, showlegend=False)
-    figure.update_yaxes(autorange="reversed", showgrid=False)
-    figure.update_xaxes(zeroline=True, zerolinecolor="#444", title={"text": "score × weight"})
+    klass = explanation["class"].iloc[0] if "class" in explanation else explanation.attrs.get("class", "")
+    against = explanation.attrs.get("against", "zero")
+    units = explanation.attrs.get("units", "score")
+    if against == "zero":
+        logit = explanation.attrs.get("logit", float(explanation["contribution"].sum()))
+        title = title or f"Why “{klass}”: contributions to its logit ({logit:.2f})"
+        axis = f"{units} × weight"
+    elif against == "mean":
+        total = explanation.attrs.get("total", float(explanation["contribution"].sum()))
+        title = title or f"Why “{klass}”: contributions to its logit relative to the mean class ({total:+.2f})"
+        axis = f"{units} × (weight − mean class weight)"
+    else:
+        total = explanation.attrs.get("total", float(explanation["contribution"].sum()))
+        title = title or f"Why “{klass}” and not “{against}”: logit difference {total:+.2f}"
+        axis = f"{units} × (weight for {klass} − weight for {against})"
+    # room for the labels of short bars beside them: about 2.5 % of the axis per character
+    low, high = float(min(values.min(), 0.0)), float(max(values.max(), 0.0))
+    span = (high - low) or 1.0
+    pad = span * (0.05 + 0.025 * max(len(t) for t in labels))
+    _layout(figure, title, height or 60 + 28 * len(frame) + 60, showlegend=False)
+    figure.update_yaxes(autorange="reversed", showgrid=False, automargin=True)
+    figure.update_xaxes(zeroline=True, zerolinecolor="#444", title={"text": axis},
+                        range=[low - (pad if low < 0 else 0.02 * span), high + (pad if high > 0 else 0.02 * span)])
     return figure
 
 

@@ -77,6 +77,14 @@ class ConceptBottleneckModel(ClassifierMixin, BaseEstimator):
     needs_validation: ClassVar[bool] = False
     #: parameters that are objects saved beside the model, not JSON (DN-CBM's SAE)
     artifact_params: ClassVar[tuple[str, ...]] = ()
+    #: how the method predicts, in a sentence or two of markdown (the app's introduction to a model)
+    how_it_predicts: ClassVar[str] = "Each class's logit is a weighted sum of the concept scores plus an intercept: logit_k = Σ_j W_kj · s_j + b_k."
+    #: what one concept score is, in the method's own units (intervention sliders and presets use them)
+    score_units: ClassVar[str] = "concept score"
+    #: what a contribution is best read against (:mod:`conceptlab.cbm.explanations`): ``"zero"`` when
+    #: weights are signed (score × weight already argues for or against), ``"mean"`` when every weight is
+    #: positive (LaBo's softmax rows): only the part above the average class moves a softmax prediction
+    contribution_baseline: ClassVar[str] = "zero"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -12,6 +12,8 @@
 - :func:`cavs_from_annotations`, :func:`cav_from_folders`, :func:`text_bank_from_file` -- concepts
   from the user's own annotations, folders and phrase files; :func:`concept_bank_from_set` -- one
   text concept per phrase of a concept set.
+- :class:`ConceptSetEdits` -- the analyst's add / remove / rename edits to a concept set, as a log
+  that says what each edit did, replays on any set and round-trips through JSON.
 - :func:`align_concepts` -- best matches between any two concept sets (direction cosine,
   activation correlation).
 """
@@ -21,6 +23,7 @@ from conceptlab.concepts.annotations import cav_from_folders, cavs_from_annotati
 from conceptlab.concepts.bank import ConceptBank, UnknownNameError, library_provenance
 from conceptlab.concepts.cav import DEFAULT_C, cavs_from_labels, learn_cavs, margin_statistics
 from conceptlab.concepts.concept import Concept, jsonable
+from conceptlab.concepts.edits import ConceptEdit, ConceptSetEdits, EditResult
 from conceptlab.concepts.filters import (
     FilterResult,
     SentenceEncoder,
@@ -57,6 +60,9 @@ __all__ = [
     "PROMPT_SETS",
     "Concept",
     "ConceptBank",
+    "ConceptEdit",
+    "ConceptSetEdits",
+    "EditResult",
     "ConceptProvider",
     "ConceptSet",
     "FilterResult",

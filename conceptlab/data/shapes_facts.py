@@ -13,6 +13,8 @@ from typing import Any
 from conceptlab.data.shapes_world import ATTRIBUTE_VALUES, caption_for
 
 __all__ = [
+    "APP_SEED",
+    "APP_SIZES",
     "NAMING_TEMPLATES",
     "PCBM_H_SETTINGS",
     "SAE_SETTINGS",
@@ -71,6 +73,11 @@ SAE_SETTINGS: dict[str, Any] = {
 
 #: PCBM-h's residual on zoo:shapes-clip's raw embeddings: the official 0.01 oscillates (probes/shapes_pcbm_h.toml)
 PCBM_H_SETTINGS: dict[str, Any] = {"residual_lr": 1e-3}
+
+#: the ShapesWorld slices the app's pages read (Embeddings: test; Concept bottleneck and Concept set:
+#: train + val/shifted; Discovered concepts: train), at seed APP_SEED; `conceptlab demo` embeds exactly these
+APP_SEED = 0
+APP_SIZES: dict[str, int] = {"test": 500, "train": 2000, "val": 500, "shifted": 500}
 
 #: registered CBM method name -> the settings ShapesWorld runs (the app, the probes) use beyond its defaults
 METHOD_SETTINGS: dict[str, dict[str, Any]] = {"pcbm_h": PCBM_H_SETTINGS}

@@ -27,7 +27,7 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -298,6 +298,8 @@ def discover(
     sae: SparseAutoencoder | None = None,
     vocabulary: Sequence[str] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    callback: Callable[[Any], Any] | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> DiscoveryRun:
     """Discover, then name: train an SAE on raw ``embeddings`` (N, d) and name its latents.
 
@@ -311,12 +313,14 @@ def discover(
             only the naming runs.
         vocabulary: the words to name with (the packaged DN-CBM vocabulary by default).
         provenance: recorded with the SAE and the run (e.g. the store key, the backbone spec).
+        callback, cancel: passed to :meth:`SparseAutoencoder.fit` (a ``TrainProgress`` after every
+            step; ``cancel()`` returning True stops training with ``TrainingCancelled``).
     """
     settings = dict(settings or {})
     params = sae_params(settings)
     provenance = dict(provenance or {})
     if sae is None:
-        sae = SparseAutoencoder(**{"progress": False, **params}).fit(embeddings, provenance=provenance)
+        sae = SparseAutoencoder(**{"progress": False, **params}).fit(embeddings, provenance=provenance, callback=callback, cancel=cancel)
     templates = list(settings.get("templates") or []) or None
     names = name_latents(sae, backbone, vocabulary, templates=templates, top_k=int(settings.get("top_k", 5)))
     spec = getattr(backbone, "spec", None)

@@ -24,6 +24,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from conceptlab.discovery.train import ARCHITECTURES, TrainResult, TrainSettings, train_sae
+from conceptlab.discovery.train import ARCHITECTURES, TrainProgress, TrainResult, TrainSettings, train_sae
 from conceptlab.utils import as_matrix
 
 __all__ = ["SAEMetrics", "SparseAutoencoder", "sae_metrics", "as_activations"]
@@ -226,17 +227,23 @@ class SparseAutoencoder(BaseEstimator):
             mse_reduction=mse_reduction, init=self.init, seed=int(self.seed), device=self.device, progress=bool(self.progress),
         )
 
-    def fit(self, acts: Any, y: Any = None, provenance: dict[str, Any] | None = None) -> SparseAutoencoder:
+    def fit(self, acts: Any, y: Any = None, provenance: dict[str, Any] | None = None,
+            callback: Callable[[TrainProgress], Any] | None = None, cancel: Callable[[], bool] | None = None) -> SparseAutoencoder:
         """Train on raw embeddings ``acts`` (N, d); ``y`` is ignored. Returns self.
 
         With ``center`` the SAE trains on ``acts`` minus their mean, which is then folded into
         ``b_dec``. ``provenance`` (e.g. the activation-store key and backbone spec) is recorded
-        with the run.
+        with the run. ``callback`` and ``cancel`` are :func:`~conceptlab.discovery.train.train_sae`'s
+        (progress after every step; a cancelled fit raises ``TrainingCancelled`` and leaves the
+        estimator as it was). A store entry (``ActivationStore.open(key)``) is streamed: see
+        :meth:`fit_stream`.
         """
+        if _is_store_entry(acts):
+            return self.fit_stream(acts, provenance=provenance, callback=callback, cancel=cancel)
         X = as_activations(acts, "activations", min_rows=2)
         settings = self.settings_for(X.shape[0], X.shape[1])
         mean = X.double().mean(0).float() if self.center else None
-        training_sae, result = train_sae(X if mean is None else X - mean, settings)
+        training_sae, result = train_sae(X if mean is None else X - mean, settings, callback=callback, cancel=cancel)
         self.sae_ = _inference_sae(training_sae)
         self.input_mean_ = mean
         if mean is not None:
@@ -250,6 +257,16 @@ class SparseAutoencoder(BaseEstimator):
         self.live_ = self._firing(X)
         self.provenance_ = _provenance(self, settings, X, result, provenance)
         return self
+
+    def fit_stream(self, entry: Any, buffer_rows: int | None = None, chunk_rows: int | None = None, provenance: dict[str, Any] | None = None,
+                   callback: Callable[[TrainProgress], Any] | None = None, cancel: Callable[[], bool] | None = None) -> SparseAutoencoder:
+        """Train on a store entry larger than memory: batches are streamed from its memory-mapped
+        shards through a shuffle buffer of ``buffer_rows`` rows (default about 1 GiB), so memory is
+        bounded by the buffer, not by the entry (:mod:`conceptlab.discovery.streaming`). An entry
+        that fits in the buffer is loaded and trained on exactly as ``fit(entry.load())``."""
+        from conceptlab.discovery.streaming import fit_entry
+
+        return fit_entry(self, entry, buffer_rows, chunk_rows, provenance, callback, cancel)
 
     # ------------------------------------------------------------------------------------------
     # inference
@@ -290,8 +307,13 @@ class SparseAutoencoder(BaseEstimator):
         return self.decode(self.encode(acts))
 
     def evaluate(self, acts: Any) -> SAEMetrics:
-        """:class:`SAEMetrics` of this SAE on ``acts``."""
+        """:class:`SAEMetrics` of this SAE on ``acts`` (a store entry is read chunk by chunk)."""
         self._check_fitted()
+        if _is_store_entry(acts):
+            from conceptlab.discovery.streaming import evaluate_entry
+            from conceptlab.store.stream import ShuffledRows
+
+            return evaluate_entry(self, ShuffledRows(acts, buffer_rows=65536))[0]
         X = as_activations(acts, "activations", dim=self.sae_.cfg.d_in)
         z = self.encode(X)
         return sae_metrics(X, self.decode(z), z)
@@ -424,6 +446,12 @@ class SparseAutoencoder(BaseEstimator):
         model.history_ = TrainResult()
         model.n_steps_ = settings["steps"] if settings else None
         return model
+
+
+def _is_store_entry(value: Any) -> bool:
+    from conceptlab.store.reader import StoredActivations
+
+    return isinstance(value, StoredActivations)
 
 
 def _record_checksums(directory: Path, names: list[str]) -> None:

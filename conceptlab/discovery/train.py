@@ -51,6 +51,9 @@ __all__ = [
     "ARCHITECTURES",
     "TrainSettings",
     "TrainResult",
+    "TrainProgress",
+    "TrainingCancelled",
+    "TensorRows",
     "batch_iterator",
     "build_training_sae",
     "train_sae",
@@ -155,6 +158,33 @@ class TrainResult:
         return self.samples / self.seconds if self.seconds > 0 else float("nan")
 
 
+@dataclass(frozen=True)
+class TrainProgress:
+    """Where a training run stands after ``step`` of ``steps`` optimiser steps, ``seconds`` in."""
+
+    step: int
+    steps: int
+    loss: float
+    seconds: float
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.steps if self.steps else 1.0
+
+    @property
+    def eta_seconds(self) -> float:
+        """Seconds left at the pace so far."""
+        return self.seconds / self.step * (self.steps - self.step) if self.step else float("nan")
+
+
+class TrainingCancelled(RuntimeError):
+    """Training stopped because its ``cancel`` check said so; the partial SAE is discarded."""
+
+    def __init__(self, step: int, steps: int) -> None:
+        super().__init__(f"SAE training cancelled after {step} of {steps} steps; the partial SAE was discarded")
+        self.step, self.steps = step, steps
+
+
 # ----------------------------------------------------------------------------------------------
 # data
 # ----------------------------------------------------------------------------------------------
@@ -183,6 +213,28 @@ def batch_iterator(acts: torch.Tensor, batch_size: int, seed: int, device: str |
             need -= take
         index = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
         yield acts[index].to(device, non_blocking=True)
+
+
+class TensorRows:
+    """The rows :func:`train_sae` trains on, when they are one tensor in memory.
+
+    A data source gives ``dim``, endless shuffled ``batches(batch_size, seed, device)`` and
+    ``sample(n, generator)`` (candidate inputs for resampling). ``conceptlab.discovery.streaming``
+    has the out-of-core source, which streams a store entry through a bounded buffer.
+    """
+
+    def __init__(self, acts: torch.Tensor) -> None:
+        self.acts = acts
+
+    @property
+    def dim(self) -> int:
+        return int(self.acts.shape[1])
+
+    def batches(self, batch_size: int, seed: int, device: str | torch.device) -> Iterator[torch.Tensor]:
+        return batch_iterator(self.acts, batch_size, seed, device)
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.acts[torch.randperm(self.acts.shape[0], generator=generator)[: min(int(n), self.acts.shape[0])]]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -322,17 +374,28 @@ def _progress_bar(settings: TrainSettings, total: int, desc: str):
     return tqdm(total=total, desc=desc, disable=not settings.progress, leave=False, unit="step")
 
 
-def train_sae(acts: torch.Tensor, settings: TrainSettings) -> tuple[Any, TrainResult]:
+def train_sae(
+    acts: Any,
+    settings: TrainSettings,
+    callback: Callable[[TrainProgress], Any] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> tuple[Any, TrainResult]:
     """Train a sae-lens training SAE on ``acts`` (N, d) with sae-lens's ``SAETrainer``.
 
-    Returns ``(training_sae, result)``; the SAE's decoder hooks are removed before returning.
+    ``callback`` gets a :class:`TrainProgress` after every step (an app's progress bar, an ETA).
+    ``cancel`` is asked before every step (e.g. ``threading.Event().is_set``); when it returns
+    True, training stops with :class:`TrainingCancelled` and nothing of the partial SAE is kept.
+    ``acts`` may also be a data source like :class:`TensorRows` (``StreamedRows`` streams a store
+    entry larger than memory). Returns ``(training_sae, result)``; the SAE's decoder hooks are
+    removed before returning.
     """
     from sae_lens import LoggingConfig
     from sae_lens.config import SAETrainerConfig
     from sae_lens.training.sae_trainer import SAETrainer
 
     device = settings.resolved_device
-    sae = build_training_sae(acts.shape[1], settings)
+    source = TensorRows(acts) if isinstance(acts, torch.Tensor) else acts
+    sae = build_training_sae(source.dim, settings)
     batch = int(settings.batch_size)
     window = settings.dead_feature_window or max(1, settings.resample_every or settings.steps // 10)
     trainer_cfg = SAETrainerConfig(
@@ -348,7 +411,7 @@ def train_sae(acts: torch.Tensor, settings: TrainSettings) -> tuple[Any, TrainRe
         feature_sampling_window=int(settings.steps) + 1,  # its window logs only feed wandb
         logger=LoggingConfig(log_to_wandb=False),
     )
-    provider = batch_iterator(acts, batch, settings.seed, device)
+    provider = source.batches(batch, settings.seed, device)
     trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=provider)
     constraint = _UnitNormDecoder(sae, trainer.optimizer) if settings.unit_norm_decoder else None
     resample_generator = torch.Generator().manual_seed(int(settings.seed) + 1)
@@ -359,6 +422,8 @@ def train_sae(acts: torch.Tensor, settings: TrainSettings) -> tuple[Any, TrainRe
     bar = _progress_bar(settings, int(settings.steps), f"SAE ({settings.architecture}, {sae.cfg.d_sae} latents)")
     try:
         for step in range(1, int(settings.steps) + 1):
+            if cancel is not None and cancel():
+                raise TrainingCancelled(step - 1, int(settings.steps))
             trainer.maybe_reset_sparsity()
             output = trainer.step(next(provider))
             trainer.n_training_steps += 1
@@ -367,12 +432,14 @@ def train_sae(acts: torch.Tensor, settings: TrainSettings) -> tuple[Any, TrainRe
             result.losses.append(float(output.loss.detach()))
             result.mse_losses.append(float(output.losses["mse_loss"].detach()))
             if settings.resample_every and step % settings.resample_every == 0 and step <= last_allowed:
-                n = _resample_training_sae(sae, ~fired, acts, settings, resample_generator, trainer.optimizer)
+                n = _resample_training_sae(sae, ~fired, source, settings, resample_generator, trainer.optimizer)
                 result.resampled.append((step, n))
                 fired.zero_()
             if step % 10 == 0 or step == settings.steps:
                 bar.set_postfix(loss=f"{result.losses[-1]:.4g}", refresh=False)
             bar.update(1)
+            if callback is not None:
+                callback(TrainProgress(step, int(settings.steps), result.losses[-1], time.perf_counter() - start))
         trainer.set_final_sae_metadata()
     finally:
         bar.close()
@@ -385,13 +452,11 @@ def train_sae(acts: torch.Tensor, settings: TrainSettings) -> tuple[Any, TrainRe
     return sae, result
 
 
-def _resample_training_sae(sae: Any, dead: torch.Tensor, acts: torch.Tensor, settings: TrainSettings,
+def _resample_training_sae(sae: Any, dead: torch.Tensor, source: Any, settings: TrainSettings,
                            generator: torch.Generator, optimizer: torch.optim.Optimizer) -> int:
     if not bool(dead.any()):
         return 0
-    n_rows = min(int(settings.resample_rows), acts.shape[0])
-    pick = torch.randperm(acts.shape[0], generator=generator)[:n_rows]
-    rows = acts[pick].to(sae.W_dec.device)
+    rows = source.sample(int(settings.resample_rows), generator).to(sae.W_dec.device)
     was_training = sae.training
     sae.eval()
     losses = _per_row_loss(lambda x: sae.decode(sae.encode(x)), rows)

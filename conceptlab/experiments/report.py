@@ -11,7 +11,7 @@ import pandas as pd
 
 from conceptlab.utils import atomic_write_text
 
-__all__ = ["accuracy_interval_table", "accuracy_table", "write_report"]
+__all__ = ["accuracy_interval_table", "accuracy_table", "falling_curve_note", "write_report"]
 
 
 def accuracy_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
@@ -149,7 +149,7 @@ def _seeds_html(metrics: Mapping[str, Any]) -> str:
 def _interventions_html(metrics: Mapping[str, Any]) -> str:
     interventions = metrics.get("interventions")
     if not interventions:
-        return ""
+        return falling_curve_note(metrics)
     parts = []
     space = "calibrated concept probabilities (true = 1, false = 0)" if interventions.get("kind") == "probability" else \
         "raw concept scores (true = the 95th, false = the 5th training percentile, Koh et al.)"
@@ -157,6 +157,7 @@ def _interventions_html(metrics: Mapping[str, Any]) -> str:
                  f"order, or uncertainty-first (predicted probability closest to 0.5). The model reads {space}. "
                  f"“replace” sets every chosen concept; “correct” only those on the wrong side of 0.5. The dotted line "
                  f"is the older weight-order curve with class-mean values.</p>")
+    parts.append(falling_curve_note(metrics))
     for mode in ("replace", "correct"):
         summary = pd.DataFrame(interventions[mode]["summary"]).T
         for column in summary.columns:
@@ -164,6 +165,51 @@ def _interventions_html(metrics: Mapping[str, Any]) -> str:
             summary[column] = [("never" if reach else "") if v is None or pd.isna(v) else (f"{int(v)}" if reach else f"{v:.3f}") for v in summary[column]]
         parts.append(f"<p class='meta'>mode “{mode}”</p>" + summary.to_html(border=0, escape=True))
     return "\n".join(parts)
+
+
+def _falls(start: float | None, end: float | None, drop: float | None = None, tolerance: float = 0.005) -> bool:
+    if start is None or end is None:
+        return False
+    return end < start - tolerance or (drop is not None and drop > 2 * tolerance)
+
+
+def falling_curve_note(metrics: Mapping[str, Any]) -> str:
+    """An HTML paragraph explaining a falling intervention curve, or "" when every curve rises.
+
+    The curve is not a bug: it measures accuracy after the model's own concept scores are
+    overwritten with the values that stand for "true" / "false" (the 95th / 5th training percentile
+    of a raw score, or the class-mean value of the dotted curve). A head trained on graded,
+    entangled scores (a text concept "a red shape" also fires a little on orange shapes) reads that
+    gradation as evidence; a blanket overwrite destroys it and puts the image among score
+    combinations the head never saw. Setting only the concepts on the wrong side ("correct") keeps
+    it, and a head trained on calibrated probabilities (the sequential CBM) takes interventions."""
+    interventions = metrics.get("interventions") or {}
+    falling = []
+    for mode in ("replace", "correct"):
+        for policy, row in ((interventions.get(mode) or {}).get("summary") or {}).items():
+            if _falls(row.get("k=0"), row.get("all"), row.get("largest drop")):
+                falling.append(f"{policy} ({mode}): {row['k=0']:.3f} at k = 0 → {row['all']:.3f} with every concept set")
+    legacy = (metrics.get("intervention") or {}).get("curve") or []
+    if legacy and _falls(legacy[0]["accuracy"], legacy[-1]["accuracy"]):
+        falling.append(f"weight order, class-mean values (dotted): {legacy[0]['accuracy']:.3f} → {legacy[-1]['accuracy']:.3f}")
+    if not falling:
+        return ""
+    probability = interventions.get("kind") == "probability"
+    why = (
+        "The head reads calibrated probabilities, so a fall means some calibrated concepts still disagree with their labels "
+        "in a way the head had learned to use (e.g. a concept that is true but rarely fires, which the head down-weights)."
+        if probability else
+        "This is what the curve measures, not a bug: the head was trained on the model's own concept scores, which are graded "
+        "and entangled (a text concept such as “a red shape” also fires a little on orange shapes, and the head learned to "
+        "read that gradation). Overwriting a score with the single value that stands for “true” or “false” (its 95th / 5th "
+        "training percentile, or the class mean for the dotted curve) throws that evidence away and puts the image among score "
+        "combinations the head never saw, so accuracy can drop even though every value set is correct. Setting only the "
+        "concepts on the wrong side of 0.5 (mode “correct”) keeps the graded evidence and falls far less; a sequential CBM, "
+        "whose head is trained on calibrated probabilities and on corrected copies of its training set, rises instead (to 1.000 with every concept set on ShapesWorld, "
+        "data_cards/shapesworld_cbm_results.md)."
+    )
+    items = "".join(f"<li>{html.escape(item)}</li>" for item in falling)
+    return f"<p class='meta'><b>Why does accuracy fall as true values are set?</b> {html.escape(why)}</p><ul class='meta'>{items}</ul>"
 
 
 def write_report(result: Any, path: str | Path) -> Path:

@@ -30,7 +30,7 @@ from conceptlab.registry import CONCEPT_SOURCES, METHODS, PROBE_KINDS
 from conceptlab.store import ActivationStore
 from conceptlab.utils import atomic_write_text
 
-__all__ = ["ProbeResult", "accuracy_table", "run_probe"]
+__all__ = ["ProbeResult", "accuracy_table", "probe_datasets", "run_probe"]
 
 
 @dataclass
@@ -49,6 +49,21 @@ class ProbeResult:
 
     def summary(self) -> str:
         return self.accuracy_table().round(4).to_string()
+
+
+def probe_datasets(config: ProbeConfig) -> dict[str, Any]:
+    """The datasets a probe reads, by split: ShapesWorld slices, or the seeded split of its ``spec``."""
+    ds_cfg = config.dataset
+    if ds_cfg.get("spec"):
+        parts = split_dataset(load_dataset(ds_cfg["spec"]), ds_cfg["fractions"], seed=ds_cfg["seed"])
+        return {split: parts[split] for split in config.needed_splits}
+    return {
+        split: ShapesWorld(
+            split, size=ds_cfg["sizes"][split], seed=ds_cfg["seed"], resolution=ds_cfg["resolution"],
+            label_noise=ds_cfg["label_noise"], spurious_strength=ds_cfg["spurious_strength"],
+        )
+        for split in config.needed_splits
+    }
 
 
 def run_probe(
@@ -83,20 +98,11 @@ def run_probe(
     backbone = load(config.backbone["spec"], device=config.backbone["device"])
     say(f"backbone {backbone.spec} ({backbone.dim}-d)")
     ds_cfg = config.dataset
-    datasets, embeddings, labels = {}, {}, {}
-    parts = split_dataset(load_dataset(ds_cfg["spec"]), ds_cfg["fractions"], seed=ds_cfg["seed"]) if ds_cfg.get("spec") else {}
-    for split in config.needed_splits:
-        if parts:
-            dataset = parts[split]
-        else:
-            dataset = ShapesWorld(
-                split, size=ds_cfg["sizes"][split], seed=ds_cfg["seed"], resolution=ds_cfg["resolution"],
-                label_noise=ds_cfg["label_noise"], spurious_strength=ds_cfg["spurious_strength"],
-            )
-        datasets[split] = dataset
+    datasets, embeddings, labels = probe_datasets(config), {}, {}
+    for split, dataset in datasets.items():
         embeddings[split] = store.get_or_compute(backbone, dataset, progress=progress)
         labels[split] = np.asarray(dataset.labels)
-        say(f"embedded {dataset.identity}" if not parts else f"embedded {split} ({len(dataset)} images) of {ds_cfg['spec']}")
+        say(f"embedded {dataset.identity}" if not ds_cfg.get("spec") else f"embedded {split} ({len(dataset)} images) of {ds_cfg['spec']}")
     context = SourceContext(backbone=backbone, datasets=datasets, embeddings=embeddings, base_dir=config.base_dir)
     source_config = {k: v for k, v in config.concepts.items() if k != "source"}
     try:

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
+import struct
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -400,13 +403,7 @@ class ActivationStore:
     @staticmethod
     def _write_shard(directory: Path, manifest: Manifest, index: int, tensor: torch.Tensor) -> None:
         start, stop = manifest.shard_range(index)
-        metadata = {"key": manifest.key, "start": str(start), "stop": str(stop)}
-        data = safetensors_bytes({TENSOR_NAME: tensor.contiguous()}, metadata=metadata)
-        atomic_write_bytes(directory / shard_name(index), data)
-        manifest.shards[index] = ShardRecord(
-            index=index, file=shard_name(index), start=start, stop=stop, bytes=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-        )
+        manifest.shards[index] = write_shard_file(directory, manifest.key, index, start, stop, tensor)
         manifest.save(directory)  # after the shard is durable, so the manifest never lists a partial one
 
     # -- management ---------------------------------------------------------------------------
@@ -473,9 +470,53 @@ class ActivationStore:
         except FileNotFoundError:  # another delete won the race
             raise KeyError(f"the store at {self.root} has no entry {key}") from None
 
+    def resolve(self, prefix: str) -> str:
+        """The full key of the one entry whose key starts with ``prefix`` (as the app and
+        ``conceptlab store ls`` show keys: 12 hex digits). KeyError when none or several match."""
+        prefix = prefix.strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{4,64}", prefix):
+            raise KeyError(f"{prefix!r} is not a store key: give at least 4 of its hex digits")
+        matches = [e["key"] for e in self.entries() if e["key"].startswith(prefix)]
+        if len(matches) != 1:
+            found = "no entry" if not matches else f"{len(matches)} entries ({', '.join(m[:12] for m in matches[:5])})"
+            raise KeyError(f"the store at {self.root} has {found} whose key starts with {prefix}")
+        return matches[0]
+
     def total_bytes(self) -> int:
         """Bytes of every file under the store's root."""
         return _tree_bytes(self.root) if self.root.is_dir() else 0
+
+
+_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
+
+
+def shard_bytes(key: str, start: int, stop: int, tensor: torch.Tensor) -> bytes:
+    """A shard file's bytes: safetensors with one tensor and the entry's (key, start, stop).
+
+    The header is written here, with sorted keys, rather than by ``safetensors.torch.save``,
+    whose metadata order changes from process to process: so the same rows always give the same
+    bytes and sha256, whichever process or machine wrote them (``safe_open`` reads either)."""
+    tensor = tensor.detach().to("cpu").contiguous()
+    if tensor.dtype not in _SAFETENSORS_DTYPES or sys.byteorder != "little":  # safetensors is little-endian: let it convert
+        return safetensors_bytes({TENSOR_NAME: tensor}, metadata={"key": key, "start": str(start), "stop": str(stop)})
+    payload = tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+    header = {
+        "__metadata__": {"key": key, "start": str(start), "stop": str(stop)},
+        TENSOR_NAME: {"dtype": _SAFETENSORS_DTYPES[tensor.dtype], "shape": list(tensor.shape), "data_offsets": [0, len(payload)]},
+    }
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # safetensors pads the header with spaces to a multiple of 8 bytes
+    return struct.pack("<Q", len(text)) + text + payload
+
+
+def write_shard_file(directory: Path, key: str, index: int, start: int, stop: int, tensor: torch.Tensor) -> ShardRecord:
+    """Write rows [start, stop) of entry ``key`` as shard ``index`` (atomically) and return its record.
+
+    The one way a shard file is made, whichever engine computed it (this process, or a Ray actor
+    in ``ray_engine``), so their files are byte for byte the same."""
+    data = shard_bytes(key, start, stop, tensor)
+    atomic_write_bytes(directory / shard_name(index), data)
+    return ShardRecord(index=index, file=shard_name(index), start=start, stop=stop, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
 
 
 def _tree_bytes(directory: Path) -> int:

@@ -1,7 +1,8 @@
-"""Train a concept bottleneck model (PCBM / PCBM-h / sequential PCBM), read its weights, explain and intervene on an image
-(by hand or with true concept values), see where a concept looks in the image, prune spurious concepts; every accuracy
-with its 95 % bootstrap interval."""
+"""Train a concept bottleneck model (PCBM / PCBM-h / sequential PCBM) or open a saved one (LaBo, LF-CBM, ...), read its weights,
+explain an image in the method's own terms (and why not another class), intervene with present / absent presets or true
+concept values, see where a concept looks in the image, prune spurious concepts; every accuracy with its 95 % bootstrap interval."""
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from workbench import cbm
 from conceptlab.analysis import dataset_image, dataset_table
 from conceptlab.cbm import figures
 from conceptlab.cbm.editing import DEFAULT_MIN_SHIFT, editing_study, suggest_from_shift
+from conceptlab.cbm.explanations import intervention_presets, misclassified, relative_contributions, why_not
 from conceptlab.cbm.grounding import concept_region
 from conceptlab.cbm.interventions import MODES, POLICIES, intervention_summary
 from conceptlab.metrics import accuracy_ci
@@ -21,17 +23,20 @@ from conceptlab.metrics import accuracy_ci
 LAM_SCALES = [0.2, 0.5, 1.0, 2.0, 5.0]
 N_SLIDERS = 5
 
+PRESETS = ("as predicted", "present", "absent", "custom")
+
 selection = workbench.page_setup("Concept bottleneck")
+# the chosen model, image and intervention settings survive a switch to another page and back
+for prefix in ("cl.cbm.source", "cl.cbm.image", "cl.cbm.pick_from", "cl.cbm.wrong", "cl.cbm.whynot.", "cl.cbm.iv_concepts.", "cl.cbm.iv_mode.", "cl.cbm.iv."):
+    workbench.remember(prefix)
 backbone = workbench.load_backbone(selection.backbone)
 TRAIN_SIZE, EVAL_SIZE = cbm.page_sizes()
 st.markdown(
-    "A **post-hoc concept bottleneck model** (PCBM) predicts a class from named concept scores "
-    "(“a red shape”, “a circle”, “a shape on a white background”, … 25 text concepts through the backbone's text "
-    "encoder) with a sparse linear head, so every prediction is a sum of concept contributions. "
-    "**PCBM-h** adds a residual on the raw embedding; the **sequential PCBM** calibrates each concept score to a probability on "
-    "the train split's concept labels and trains its head to take interventions. The model is trained on the ShapesWorld "
-    "*train* split, where each class sits on its usual background 90 % of the time; the *shifted* "
-    "split never shows a class on its usual background."
+    "A **concept bottleneck model** predicts a class from named concept scores (“a red shape”, “a circle”, “a shape on a "
+    "white background”, … text concepts through the backbone's text encoder), so every prediction is a sum of concept "
+    "contributions. The page trains PCBM, PCBM-h or the sequential PCBM on the ShapesWorld *train* split (each class on its "
+    "usual background 90 % of the time; the *shifted* split never shows a class on its usual background), or opens any "
+    "saved model (LaBo, LF-CBM, DN-CBM ...); below the model, how that method predicts."
 )
 
 # -- 1. the model ---------------------------------------------------------------------------------
@@ -39,6 +44,8 @@ st.header("Model")
 saved = cbm.saved_models()
 choices = [f"Train {name}" for name in cbm.METHODS] + [f"Saved: {m.name}" for m in saved]
 source_col, settings_col = st.columns([2, 3])
+if st.session_state.get("cl.cbm.source") not in choices:  # a remembered saved model that is gone
+    st.session_state.pop("cl.cbm.source", None)
 source = source_col.selectbox(
     "Model", choices, key="cl.cbm.source",
     help=f"Train a new model on this backbone, or open one saved under `{cbm.models_root()}`.",
@@ -95,6 +102,10 @@ accuracy = {name: estimate.value for name, estimate in intervals.items()}
 weights = model.weights_frame()
 nonzero = int((weights.abs() > 1e-5).to_numpy().sum())
 st.caption(model_label)
+method_label = type(model).display_name
+st.info(model.how_it_predicts, icon=":material/school:")
+# interventions and explanations are keyed by the model's identity, so two models never share them
+model_key = hashlib.sha1(model_id.encode()).hexdigest()[:10]
 metric_cols = st.columns(4)
 metric_cols[0].metric("Accuracy on val", f"{accuracy['val']:.3f}", help=f"{len(val.labels)} val images (backgrounds as in training)")
 if shifted is not None:
@@ -116,50 +127,118 @@ st.plotly_chart(figures.weight_heatmap(model), key="cl.cbm.weights")
 st.header("Explain an image")
 dataset = workbench.load_dataset(selection)
 embeddings, _ = workbench.load_embeddings(backbone, dataset)
-index = int(
-    st.number_input(
-        f"Image of {selection.dataset_label} (0 – {len(dataset) - 1})", 0, len(dataset) - 1, 0, key="cl.cbm.image",
-        help="The sidebar chooses the split; the shifted split shows where the model goes wrong.",
+table = dataset_table(dataset)[0]
+labels = np.asarray(dataset.labels)
+same_classes = list(getattr(dataset, "class_names", [])) == list(model.class_names_)
+wrong = misclassified(model, embeddings, labels) if same_classes else None
+pick_col, wrong_col = st.columns([1, 2])
+pick_from = pick_col.radio("Pick the image", ["by index", "from the misclassified"], horizontal=True, key="cl.cbm.pick_from",
+                           disabled=wrong is None, help="The misclassified images of the split in the sidebar, the most confidently wrong first.")
+if pick_from == "from the misclassified" and wrong is not None:
+    if wrong.empty:
+        wrong_col.success("The model gets every image of this split right.")
+        index = int(st.session_state.get("cl.cbm.image", 0))
+    else:
+        options = wrong["image"].tolist()
+        described = {int(r.image): f"#{r.image}: {r.true} → predicted {r.predicted} ({r.confidence:.0%})" for r in wrong.itertuples()}
+        if st.session_state.get("cl.cbm.wrong") not in options:
+            st.session_state["cl.cbm.wrong"] = options[0]
+        index = int(wrong_col.selectbox(f"Misclassified images ({len(wrong)} of {len(labels)})", options, format_func=described.get, key="cl.cbm.wrong"))
+else:
+    if int(st.session_state.get("cl.cbm.image", 0)) >= len(dataset):
+        st.session_state["cl.cbm.image"] = 0
+    index = int(
+        wrong_col.number_input(
+            f"Image of {selection.dataset_label} (0 – {len(dataset) - 1})", 0, len(dataset) - 1, key="cl.cbm.image",
+            help="The sidebar chooses the split; the shifted split shows where the model goes wrong.",
+        )
     )
-)
+    if wrong is not None:
+        wrong_col.caption(f"{len(wrong)} of {len(labels)} images of this split are misclassified; pick them from the list to see why.")
 x = embeddings[index : index + 1]
-row = dataset_table(dataset)[0].iloc[index]
-explanation = model.explain(x)
+row = table.iloc[index]
+explanation = relative_contributions(model, x)
 proba = model.predict_proba(x)[0]
 predicted = explanation.attrs["predicted"]
+true_class = str(row["class_name"])
 image_col, chart_col = st.columns([1, 3])
 with image_col:
     caption = workbench.image_caption(index, row) if selection.is_shapesworld else f"#{index} {row['class_name']}"
     st.image(dataset_image(dataset, index).resize((192, 192)), caption=caption)
-    verdict = "correct" if predicted == row["class_name"] else f"wrong, the true class is **{row['class_name']}**"
+    verdict = "correct" if predicted == true_class else f"wrong, the true class is **{true_class}**"
     st.markdown(f"Prediction: **{predicted}** ({proba.max():.0%}) — {verdict}")
 with chart_col:
     st.plotly_chart(figures.contribution_bars(explanation, top=12), key="cl.cbm.contributions")
+    baseline = {"zero": "Each bar is score × weight; they sum to the class's logit.",
+                "mean": "Each bar is score × (the class's weight − the mean weight over classes): what this class gets beyond the "
+                "average class. They sum to its logit minus the mean logit, which is all the softmax sees."}[explanation.attrs["against"]]
+    st.caption(f"{method_label} · scores are {model.score_units}. {baseline} Labels in brackets: each bar's share of all the evidence.")
+
+st.subheader("Why not another class?")
+others = [c for c in model.class_names_ if c != predicted]
+default_other = true_class if true_class in others else model.class_names_[int(np.argsort(-proba)[1])]
+other_key = f"cl.cbm.whynot.{model_key}.{index}"
+if st.session_state.get(other_key) not in others:
+    st.session_state[other_key] = default_other
+other = st.selectbox(f"Why **{predicted}** and not …", others, key=other_key,
+                     help="By default the true class when the prediction is wrong, else the runner-up.")
+contrast = why_not(model, x, other)
+st.plotly_chart(figures.contribution_bars(contrast, top=12), key="cl.cbm.whynot_chart")
+favour = contrast[~contrast["concept"].str.startswith("(")]
+for_other = favour[favour["contribution"] < 0].head(3)["concept"].tolist()
+st.caption(
+    f"Each bar: score × (weight for {predicted} − weight for {other}); they sum to the logit difference "
+    f"{contrast.attrs['total']:+.2f} (probabilities {proba[model.class_names_.index(predicted)]:.0%} vs "
+    f"{proba[model.class_names_.index(other)]:.0%}). Blue bars favour {predicted}, vermillion ones {other}"
+    + (f" (most: {', '.join(f'`{c}`' for c in for_other)})." if for_other else "; no concept favours it here.")
+)
 
 # -- 4. intervene -----------------------------------------------------------------------------------
 st.header("Intervene on concepts")
-scores = model.transform(x)[0]
+image_key = f"{model_key}.{index}"
+presets = intervention_presets(model, train.embeddings, x)
 low, high = cbm.score_ranges(model.transform(train.embeddings))
+scores = presets["predicted"].to_numpy()
 concept_rows = explanation[~explanation["concept"].str.startswith("(")]
-default_concepts = list(concept_rows["concept"].head(N_SLIDERS))
 names = list(model.concept_names_)
+picked_key = f"cl.cbm.iv_concepts.{image_key}"
+if picked_key not in st.session_state:
+    st.session_state[picked_key] = list(concept_rows["concept"].head(N_SLIDERS))
 picked = st.multiselect(
-    "Concepts to set", names, default=default_concepts, key=f"cl.cbm.iv_concepts.{index}",
-    help="By default the image's largest contributions. Each slider spans the concept's range of scores on the train split.",
+    "Concepts to set", names, key=picked_key,
+    help="By default the image's largest contributions. Presets are in the model's own units: present = the concept's 95th "
+    "percentile on the train split, absent = its 5th, as predicted = this image's own score.",
 )
+st.caption(f"Values are {model.score_units} ({method_label}). Present / absent: the concept's 95th / 5th percentile on the "
+           f"{len(train.labels)} train images; custom: any value in the train range.")
 values = {}
 slider_cols = st.columns(max(1, min(len(picked), N_SLIDERS)))
 for position, name in enumerate(picked):
     j = names.index(name)
     column = slider_cols[position % len(slider_cols)]
-    values[name] = column.slider(
-        f"`{name}`", float(low[j]), float(high[j]), float(np.clip(scores[j], low[j], high[j])),
-        key=f"cl.cbm.iv.{index}.{name}", format="%.2f",
+    preset_value = {"as predicted": presets.loc[name, "predicted"], "present": presets.loc[name, "present"], "absent": presets.loc[name, "absent"]}
+    mode = column.radio(
+        f"`{name}`", PRESETS, key=f"cl.cbm.iv_mode.{image_key}.{name}",
+        format_func=lambda m, v=preset_value: m if m == "custom" else f"{m} ({v[m]:.2f})",
     )
-if st.button("Reset the sliders", key="cl.cbm.iv_reset"):
+    if mode == "custom":
+        values[name] = column.slider(
+            f"value of `{name}`", float(low[j]), float(high[j]), float(np.clip(scores[j], low[j], high[j])),
+            key=f"cl.cbm.iv.{image_key}.{name}", format="%.2f", label_visibility="collapsed",
+        )
+    else:
+        values[name] = float(preset_value[mode])
+
+
+def reset_interventions() -> None:
+    """Back to the image's own scores (a callback: it runs before the widgets are drawn again)."""
     for name in names:
-        st.session_state.pop(f"cl.cbm.iv.{index}.{name}", None)
-    st.rerun()
+        for key in (f"cl.cbm.iv.{image_key}.{name}", f"{workbench.SHADOW}cl.cbm.iv.{image_key}.{name}"):
+            st.session_state.pop(key, None)
+        st.session_state[f"cl.cbm.iv_mode.{image_key}.{name}"] = "as predicted"
+
+
+st.button("Reset to the predicted values", key="cl.cbm.iv_reset", on_click=reset_interventions)
 result = model.intervene(x, set=values) if values else None
 new_proba = result.proba[0] if result is not None else proba
 new_class = model.class_names_[int(np.argmax(new_proba))]
@@ -169,7 +248,7 @@ if changed:
     arrow = "stays" if new_class == predicted else "moves to"
     st.markdown(f"With {moved}, the prediction {arrow} **{new_class}** ({new_proba.max():.0%}).")
 else:
-    st.caption("Move a slider to see the prediction change.")
+    st.caption("Choose a preset (or a custom value) to see the prediction change.")
 top_classes = list(pd.Series(np.maximum(proba, new_proba), index=model.class_names_).sort_values(ascending=False).index[:6])
 probability = go.Figure(
     [
@@ -178,9 +257,9 @@ probability = go.Figure(
     ]
 )
 probability.update_layout(
-    title={"text": "Class probabilities", "x": 0, "font": {"size": 15}}, barmode="group", height=300, template="plotly_white",
-    margin={"t": 50, "b": 10, "l": 10, "r": 10}, yaxis={"range": [0, 1.05], "title": {"text": "probability"}},
-    legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
+    title={"text": "Class probabilities", "x": 0, "y": 0.98, "yanchor": "top", "font": {"size": 15}}, barmode="group", height=330, template="plotly_white",
+    margin={"t": 90, "b": 10, "l": 10, "r": 10}, yaxis={"range": [0, 1.05], "title": {"text": "probability"}},
+    legend={"orientation": "h", "y": 1.02, "x": 0, "xanchor": "left", "yanchor": "bottom"},
 )
 st.plotly_chart(probability, key="cl.cbm.intervention_chart")
 
@@ -331,9 +410,10 @@ else:
         )
 
 st.subheader("Save")
-default_name = f"{type(model).__name__.lower()}-{'edited' if prune else 'trained'}-seed{selection.seed}"
+default_name = f"{model.method_name() or type(model).__name__.lower()}-{'edited' if prune else 'trained'}-seed{selection.seed}"
 name_col, overwrite_col, button_col = st.columns([3, 1, 1], vertical_alignment="bottom")
-name = name_col.text_input("Folder name", value=default_name, key="cl.cbm.save_name")
+# keyed by the model and its edits: another model (or another edit) starts from its own default name
+name = name_col.text_input("Folder name", value=default_name, key=f"cl.cbm.save_name.{model_key}.{'edited' if prune else 'trained'}")
 overwrite = overwrite_col.checkbox("overwrite", key="cl.cbm.overwrite")
 if button_col.button("Save the edited model" if prune else "Save the model", key="cl.cbm.save", type="primary"):
     try:

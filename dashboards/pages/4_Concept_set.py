@@ -6,9 +6,14 @@ import workbench
 from workbench import cbm
 from workbench import concept_set as cs
 
-WORKING = "cl.cs.working"  # session state: class -> concepts, the analyst's edited set
+from conceptlab.concepts import ConceptSetEdits
+
+EDITS = "cl.cs.edits"  # session state: the ConceptSetEdits (LaBo's selection + the analyst's edit log)
+WORKING = "cl.cs.working"  # session state: class -> concepts, the edited set (read by tests)
 MODEL = "cl.cs.model"  # session state: the LaBo fitted on the current set (read by tests)
 KEEP = "cl.cs.keep."  # + class: the multiselect of that class's kept concepts
+MESSAGE = "cl.cs.message"  # session state: (kind, text) saying what the last edit did
+PERSIST = "session"  # typed text and picks survive page switches (Streamlit's persist_state)
 
 selection = workbench.page_setup("Concept set")
 backbone = workbench.load_backbone(selection.backbone)
@@ -22,7 +27,7 @@ if not selection.is_shapesworld:  # the shipped candidates are ShapesWorld's; th
         "(`{\"class\": [\"concept\", ...], ...}`, e.g. saved from an LLM with `conceptlab.concepts.OpenAIProvider`).",
         icon=":material/info:",
     )
-    path = st.text_input("Concept set file", key="cl.cs.source_input", placeholder="/path/to/concepts.json").strip()
+    path = st.text_input("Concept set file", key="cl.cs.source_input", placeholder="/path/to/concepts.json", persist_state=PERSIST).strip()
     if not path:
         st.stop()
     try:
@@ -62,59 +67,74 @@ if not filtered.kept:
 # -- 3. selection and edits -----------------------------------------------------------------------
 st.header("Selected set")
 selected = cs.select(backbone, train, filtered)
-if WORKING not in st.session_state:
-    st.session_state[WORKING] = {c: list(v) for c, v in selected.items()}
+# the analyst's edits are a log the library owns (ConceptSetEdits), kept in session state so they
+# survive reruns and page switches; every widget below is redrawn from it
+edits = st.session_state.get(EDITS)
+if edits is None or edits.base != selected:
+    edits = ConceptSetEdits(selected, edits.edits if edits is not None and edits.classes == classes else ())
+    st.session_state[EDITS] = edits
+st.session_state[WORKING] = edits.current()
 
 
-def _reset_keep() -> None:
-    for c in classes:
-        st.session_state.pop(KEEP + c, None)
+def _say(results) -> None:
+    results = [r for r in results if r is not None]
+    if results:
+        kind = "success" if all(r.changed for r in results) else "warning"
+        st.session_state[MESSAGE] = (kind, " ".join(r.message for r in results))
 
 
-def _commit_drops() -> dict:
-    """The working set as the multiselects now show it (dropped concepts gone)."""
-    working = st.session_state[WORKING]
-    return {c: list(st.session_state.get(KEEP + c, working.get(c, []))) for c in classes}
+def _on_keep(c: str) -> None:
+    _say(edits.keep_only(c, st.session_state.get(KEEP + c, [])))
 
 
 def _on_add() -> None:
-    st.session_state[WORKING] = cs.add(_commit_drops(), st.session_state["cl.cs.add_class"], st.session_state.get("cl.cs.add_text", ""))
-    st.session_state["cl.cs.add_text"] = ""
-    _reset_keep()
+    result = edits.add(st.session_state["cl.cs.add_class"], st.session_state.get("cl.cs.add_text", ""))
+    _say([result])
+    if result.changed:
+        st.session_state["cl.cs.add_text"] = ""
 
 
 def _on_rename() -> None:
     class_, old = st.session_state["cl.cs.rename_from"].split(" :: ", 1)
-    st.session_state[WORKING] = cs.rename(_commit_drops(), class_, old, st.session_state.get("cl.cs.rename_to", ""))
-    st.session_state["cl.cs.rename_to"] = ""
-    _reset_keep()
+    result = edits.rename(class_, old, st.session_state.get("cl.cs.rename_to", ""))
+    _say([result])
+    if result.changed:
+        st.session_state["cl.cs.rename_to"] = ""
+        st.session_state["cl.cs.rename_from"] = f"{class_} :: {result.new}"
 
 
 def _on_reset() -> None:
-    st.session_state[WORKING] = {c: list(v) for c, v in selected.items()}
-    _reset_keep()
+    edits.reset()
+    st.session_state[MESSAGE] = ("info", "Back to LaBo's selection: every edit undone.")
 
 
-working = st.session_state[WORKING]
-st.caption("Untick a concept to drop it; the model below refits on the set shown here.")
+current = edits.current()
+st.caption("Untick a concept to drop it (tick it again to bring it back); the model below refits on the ticked set.")
 columns = st.columns(3)
 for i, c in enumerate(classes):
+    st.session_state[KEEP + c] = current.get(c, [])  # the chips always show the edited set
     with columns[i % 3]:
-        st.multiselect(c, options=working.get(c, []), default=working.get(c, []), key=KEEP + c)
-current = _commit_drops()
+        st.multiselect(c, options=current.get(c, []) + edits.restorable(c), key=KEEP + c, on_change=_on_keep, args=(c,))
 
 add_col, rename_col = st.columns(2)
 with add_col:
-    st.selectbox("Add to class", classes, key="cl.cs.add_class")
-    st.text_input("New concept", key="cl.cs.add_text")
+    st.selectbox("Add to class", classes, key="cl.cs.add_class", persist_state=PERSIST)
+    st.text_input("New concept", key="cl.cs.add_text", persist_state=PERSIST)
     st.button("Add concept", on_click=_on_add, key="cl.cs.add")
 with rename_col:
     options = [f"{c} :: {x}" for c in classes for x in current.get(c, [])]
+    if st.session_state.get("cl.cs.rename_from") not in (None, *options):
+        st.session_state.pop("cl.cs.rename_from")
     if options:
-        st.selectbox("Rename", options, key="cl.cs.rename_from")
-        st.text_input("New name", key="cl.cs.rename_to")
+        st.selectbox("Rename", options, key="cl.cs.rename_from", persist_state=PERSIST)
+        st.text_input("New name", key="cl.cs.rename_to", persist_state=PERSIST)
         st.button("Rename concept", on_click=_on_rename, key="cl.cs.rename")
+if st.session_state.get(MESSAGE):
+    kind, text = st.session_state[MESSAGE]
+    getattr(st, kind)(text)
 st.button("Back to LaBo's selection", on_click=_on_reset, key="cl.cs.reset")
+if len(edits):
+    st.caption(f"{len(edits)} edit(s) to LaBo's selection; they are saved with the model (its concept set's provenance).")
 
 # -- 4. refit ---------------------------------------------------------------------------------------
 st.header("LaBo on this set")
@@ -122,7 +142,7 @@ if not any(current.values()):
     st.warning("The set is empty: keep or add at least one concept.")
     st.stop()
 baseline = cs.fit_labo(backbone, train, selected)
-model = cs.fit_labo(backbone, train, current)
+model = cs.fit_labo(backbone, train, current, edits=edits)
 st.session_state[MODEL] = model
 acc, base_acc = cs.accuracy(model, val), cs.accuracy(baseline, val)
 left, right = st.columns(2)
@@ -133,7 +153,7 @@ st.dataframe(model.top_concepts(k=3), hide_index=True, key="cl.cs.top")
 # -- 5. hand the model on ---------------------------------------------------------------------------
 st.subheader("Open it on the Concept bottleneck page")
 save_cols = st.columns([3, 1, 2])
-save_name = save_cols[0].text_input("Model name", value="labo-concept-set", key="cl.cs.save_name")
+save_name = save_cols[0].text_input("Model name", value="labo-concept-set", key="cl.cs.save_name", persist_state=PERSIST)
 overwrite = save_cols[1].checkbox("overwrite", key="cl.cs.save_overwrite")
 if save_cols[2].button("Save model", key="cl.cs.save"):
     try:

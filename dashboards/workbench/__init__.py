@@ -31,6 +31,7 @@ from workbench.loaders import (
     text_bank,
     try_load_backbone,
 )
+from workbench.persist import SHADOW, remember
 from workbench.state import ENV_BACKBONE, ENV_DATASET, Selection, current_selection, default_selection, sidebar_selection
 from workbench.widgets import FILTER_COLUMNS, attribute_filters, image_caption, image_grid, page_links, page_setup, store_table
 
@@ -39,6 +40,7 @@ __all__ = [
     "ENV_BACKBONE",
     "ENV_DATASET",
     "FILTER_COLUMNS",
+    "SHADOW",
     "Selection",
     "SplitData",
     "attribute_filters",
@@ -57,6 +59,7 @@ __all__ = [
     "load_split",
     "page_links",
     "page_setup",
+    "remember",
     "sidebar_selection",
     "store_table",
     "text_bank",

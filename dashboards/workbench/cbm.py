@@ -8,7 +8,6 @@ splits and the text-concept bank come from ``workbench.loaders``.
 from __future__ import annotations
 
 import inspect
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from conceptlab.cbm.editing import concept_shift, editing_comparison, groups_fro
 from conceptlab.cbm.grounding import GroundingResult, ground_model
 from conceptlab.cbm.interventions import fit_calibrator, intervene_with_truth, intervention_curves
 from conceptlab.concepts import text_bank_from_file
-from conceptlab.data import METHOD_SETTINGS
+from conceptlab.data import APP_SIZES, ENV_CBM_SIZES, METHOD_SETTINGS, cbm_page_sizes
 from conceptlab.utils import conceptlab_home
 from workbench.loaders import SplitData, load_split, text_bank
 
@@ -61,23 +60,11 @@ def page_methods() -> dict[str, type]:
 
 METHODS = page_methods()
 #: ``TRAIN:EVAL`` image counts the page starts with (a demo or a test can make them smaller)
-ENV_SIZES = "CONCEPTLAB_CBM_SIZES"
-BUILTIN_SIZES = (2000, 500)
+ENV_SIZES = ENV_CBM_SIZES
+BUILTIN_SIZES = (APP_SIZES["train"], APP_SIZES["val"])
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
-
-
-def default_sizes() -> tuple[int, int]:
-    """(train, val/shifted) image counts: ``$CONCEPTLAB_CBM_SIZES`` (``TRAIN:EVAL``) or 2000, 500."""
-    text = os.environ.get(ENV_SIZES, "").strip()
-    if not text:
-        return BUILTIN_SIZES
-    try:
-        train, evaluation = (int(part) for part in text.split(":"))
-    except ValueError:
-        raise ValueError(f"{ENV_SIZES}={text!r}: expected TRAIN:EVAL, two integers") from None
-    if train < 100 or evaluation < 50:
-        raise ValueError(f"{ENV_SIZES}={text!r}: at least 100 train and 50 evaluation images")
-    return train, evaluation
+#: (train, val/shifted) image counts: ``$CONCEPTLAB_CBM_SIZES`` (``TRAIN:EVAL``) or the library's APP_SIZES
+default_sizes = cbm_page_sizes
 
 
 def page_sizes() -> tuple[int, int]:

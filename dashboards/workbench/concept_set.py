@@ -9,6 +9,7 @@ this module only caches it for the page. A concept set is passed around as a tup
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -16,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from conceptlab.cbm import LaBo, concept_bank_from_set
+from conceptlab.concepts import ConceptSetEdits
 from conceptlab.concepts.filters import FilterResult, lfcbm_filters
 from conceptlab.concepts.language import ConceptSet, OfflineProvider, load_concept_set, shapesworld_concept_set
 from conceptlab.concepts.sources import build_concept_set_bank
@@ -79,38 +81,26 @@ def select(backbone, train, filtered: FilterResult, n_per_class: int = N_PER_CLA
 
 
 @st.cache_resource(show_spinner="Fitting LaBo ...", max_entries=16)
-def _fit(fingerprint: str, train_key: str, concepts: Frozen, _backbone, _embeddings, _labels, class_names: tuple[str, ...]) -> LaBo:
-    concept_set = ConceptSet({c: list(v) for c, v in concepts if v}, provenance={"source": "app: edited concept set"})
+def _fit(fingerprint: str, train_key: str, concepts: Frozen, _backbone, _embeddings, _labels, class_names: tuple[str, ...], edits_json: str = "[]") -> LaBo:
+    provenance = {"source": "app: edited concept set", "edits": json.loads(edits_json)}
+    concept_set = ConceptSet({c: list(v) for c, v in concepts if v}, provenance=provenance)
     bank = concept_bank_from_set(_backbone, concept_set)
     return LaBo(bank, list(class_names), **LABO_PARAMS).fit(_embeddings, _labels)
 
 
-def fit_labo(backbone, train, concepts: Mapping[str, Sequence[str]]) -> LaBo:
-    """LaBo over exactly ``concepts`` (class -> list), trained on the train split; cached per set."""
+def fit_labo(backbone, train, concepts: Mapping[str, Sequence[str]], edits: ConceptSetEdits | None = None) -> LaBo:
+    """LaBo over exactly ``concepts`` (class -> list), trained on the train split; cached per set.
+    ``edits`` (the log that made the set) goes into the concept set's provenance, so a saved model
+    records them."""
     frozen = freeze(concepts)
     if not any(v for _, v in frozen):
         raise ValueError("the concept set is empty")
-    return _fit(backbone.fingerprint, train.key, frozen, backbone, train.embeddings, train.labels, tuple(train.dataset.class_names))
+    log = json.dumps(edits.to_dict()["edits"] if edits is not None else [])
+    return _fit(backbone.fingerprint, train.key, frozen, backbone, train.embeddings, train.labels, tuple(train.dataset.class_names), log)
 
 
 def accuracy(model, split) -> float:
     return float(model.score(split.embeddings, split.labels))
-
-
-def rename(concepts: Mapping[str, Sequence[str]], class_: str, old: str, new: str) -> dict[str, list[str]]:
-    out = {c: list(v) for c, v in concepts.items()}
-    new = " ".join(str(new).split())
-    if new and old in out.get(class_, []) and new not in out[class_]:
-        out[class_][out[class_].index(old)] = new
-    return out
-
-
-def add(concepts: Mapping[str, Sequence[str]], class_: str, concept: str) -> dict[str, list[str]]:
-    out = {c: list(v) for c, v in concepts.items()}
-    concept = " ".join(str(concept).split())
-    if concept and concept not in out.setdefault(class_, []):
-        out[class_].append(concept)
-    return out
 
 
 def working_frame(concepts: Mapping[str, Sequence[str]], original: Mapping[str, Sequence[str]]) -> pd.DataFrame:

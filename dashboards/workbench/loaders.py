@@ -2,7 +2,7 @@
 
 - ``st.cache_resource``: backbones (by spec), datasets (by split/size/seed), stores (by root).
 - ``st.cache_data``: embeddings (by store key), concept vectors (by backbone fingerprint + text),
-  PCA maps (by store key). A slider move or a page switch never recomputes an embedding.
+  PCA and UMAP maps (by store key). A slider move or a page switch never recomputes an embedding.
 - :func:`load_split`: a ShapesWorld split the page trains on (with a progress bar the first time);
   :func:`text_bank`: the 25 ShapesWorld text concepts in the backbone's space.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 
 from conceptlab import zoo
-from conceptlab.analysis import pca_2d
+from conceptlab.analysis import pca_2d, umap_2d
 from conceptlab.backbones import load
 from conceptlab.concepts import text_concepts
 from conceptlab.data import DatasetError, ShapesWorld, parse_dataset_spec, shapesworld_text_prompts, split_dataset
@@ -160,8 +160,17 @@ def _map(key: str, _embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pca_2d(_embeddings)
 
 
-def load_map(key: str, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 2) PCA coordinates and explained-variance ratios, cached by store key."""
+@st.cache_data(show_spinner=False, max_entries=16)
+def _umap(key: str, _embeddings: np.ndarray) -> np.ndarray:
+    return umap_2d(_embeddings)
+
+
+def load_map(key: str, embeddings: np.ndarray, method: str = "PCA") -> tuple[np.ndarray, np.ndarray | None]:
+    """(N, 2) coordinates, cached by store key and method: ``"PCA"`` (with its explained-variance
+    ratios) or ``"UMAP"`` (no variance: None; ImportError when umap-learn is missing)."""
+    if method == "UMAP":
+        with st.spinner("Projecting the embeddings to 2-D (UMAP; the first time takes a minute) ...", show_time=True):
+            return _umap(key, embeddings), None
     with st.spinner("Projecting the embeddings to 2-D (PCA) ..."):
         return _map(key, embeddings)
 

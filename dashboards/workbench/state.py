@@ -23,14 +23,14 @@ from dataclasses import dataclass
 import streamlit as st
 
 from conceptlab.backbones import scheme_usage
-from conceptlab.data import SPLITS, DatasetError, dataset_kind_usage, parse_dataset_spec
+from conceptlab.data import APP_SEED, APP_SIZES, SPLITS, DatasetError, dataset_kind_usage, parse_dataset_spec
 
 __all__ = ["ENV_BACKBONE", "ENV_DATASET", "Selection", "default_selection", "current_selection", "sidebar_selection"]
 
 ENV_BACKBONE = "CONCEPTLAB_DEFAULT_BACKBONE"
 ENV_DATASET = "CONCEPTLAB_DEFAULT_DATASET"
 BUILTIN_BACKBONE = "zoo:shapes-clip"
-BUILTIN_DATASET = ("test", 500, 0)
+BUILTIN_DATASET = ("test", APP_SIZES["test"], APP_SEED)
 MAX_SIZE = 20000
 
 #: session-state key of each selection field

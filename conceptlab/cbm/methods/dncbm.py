@@ -86,6 +86,12 @@ class DNCBM(ConceptBottleneckModel):
     """
 
     display_name = "DN-CBM"
+    how_it_predicts = (
+        "A **Discover-then-Name CBM** reads the concepts a sparse autoencoder found in the embeddings (each latent named "
+        "after its closest vocabulary word) and weighs their non-negative activations with a bias-free sparse linear head: "
+        "each class's logit is Σ activation × weight."
+    )
+    score_units = "SAE activation (≥ 0)"
 
     bank_kind = "sae"
     artifact_params = ("sae",)

@@ -77,6 +77,16 @@ class LaBo(ConceptBottleneckModel):
     """
 
     display_name = "LaBo"
+    how_it_predicts = (
+        "**LaBo** (Language in a Bottle) scores each concept as the dot product x·c of the image and concept-text embeddings, "
+        "and links concepts to classes through an *association* matrix: each class's row is 100·softmax(A), a distribution over "
+        "the concepts that starts from the language prior (each concept belongs to its own class). Every weight is positive and "
+        "every dot product is too, so raw contributions are all large and positive; what moves the prediction is how much more a "
+        "class weighs a concept than the *average class* does. The bars show that difference (contributions relative to the "
+        "mean class, which sum to the class's logit minus the mean logit; the softmax ignores the common part)."
+    )
+    score_units = "dot product x·c"
+    contribution_baseline = "mean"
 
     bank_kind = "class_linked"
     default_prior: ClassVar[str] = "first"

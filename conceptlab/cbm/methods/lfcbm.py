@@ -76,6 +76,12 @@ class LFCBM(ConceptBottleneckModel):
     """
 
     display_name = "LF-CBM"
+    how_it_predicts = (
+        "A **Label-free CBM** learns a projection of the embedding onto its concepts (matched to the concept texts' CLIP "
+        "similarities), standardises each concept score on the train split, and weighs them with a sparse elastic-net head: "
+        "each class's logit is Σ standardised score × weight + intercept."
+    )
+    score_units = "standardised concept score (train mean 0, sd 1)"
 
     needs_validation = True
 

@@ -71,6 +71,13 @@ class PCBM(ConceptBottleneckModel):
     """
 
     display_name = "PCBM"
+    how_it_predicts = (
+        "A **post-hoc concept bottleneck model** (PCBM) scores each concept as a *margin*: the signed distance (c·x + b)/‖c‖ "
+        "of the image embedding to the concept's hyperplane (positive: on the concept's side). A sparse elastic-net head "
+        "weighs the margins, so each class's logit is Σ margin × weight + intercept: a positive contribution argues for the "
+        "class, a negative one against it, and most weights are exactly zero."
+    )
+    score_units = "margin (c·x + b)/‖c‖"
 
     def __init__(
         self,
@@ -130,6 +137,11 @@ class PCBMHybrid(PCBM):
     """
 
     display_name = "PCBM-h"
+    how_it_predicts = (
+        "**PCBM-h** is a PCBM (concept margins under a sparse elastic-net head) plus a *residual*: a linear layer on the raw "
+        "embedding that recovers what the concepts miss. Each class's logit is Σ margin × weight + intercept + residual; the "
+        "(residual) bar shows how much of a prediction the concepts do **not** explain."
+    )
 
     def __init__(
         self,

@@ -43,6 +43,12 @@ class SequentialPCBM(PCBM):
     """
 
     display_name = "Sequential PCBM"
+    how_it_predicts = (
+        "The **sequential PCBM** turns each concept margin into a calibrated probability (fitted on the train split's concept "
+        "labels) and trains its sparse head on those probabilities, with corrected copies of the training set, so that a person "
+        "can intervene by setting a concept to 1 (present) or 0 (absent). Each class's logit is Σ probability × weight + intercept."
+    )
+    score_units = "calibrated probability"
 
     def __init__(
         self,

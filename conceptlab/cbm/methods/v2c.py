@@ -27,5 +27,6 @@ class V2CCBM(LaBo):
     """
 
     display_name = "V2C-CBM"
+    how_it_predicts = LaBo.how_it_predicts.replace("**LaBo** (Language in a Bottle)", "**V2C-CBM** (LaBo's head over vision-to-concept tokens)")
 
     default_prior = "frequency"
