@@ -12,7 +12,7 @@ from PIL import Image
 
 from conceptlab.utils import default_device
 
-__all__ = ["Backbone", "ImageTextBackbone", "default_device", "encode_texts_in_batches", "fingerprint_state_dict"]
+__all__ = ["Backbone", "ImageTextBackbone", "WeightFingerprint", "default_device", "encode_texts_in_batches", "fingerprint_state_dict"]
 
 #: texts per forward pass of the text encoder, unless a caller says otherwise
 TEXT_BATCH_SIZE = 256
@@ -72,7 +72,22 @@ def fingerprint_state_dict(state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()[:32]
 
 
-class ImageTextBackbone:
+class WeightFingerprint:
+    """The ``fingerprint`` of a wrapper around ``self.model``: the hash of its weights, computed once
+    (set ``self._fingerprint = None`` after changing the weights)."""
+
+    model: torch.nn.Module
+    _fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the weights (names, shapes, dtypes, bytes); computed once, it keys everything the store holds for this model."""
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint_state_dict(self.model.state_dict())
+        return self._fingerprint
+
+
+class ImageTextBackbone(WeightFingerprint):
     """An image-text encoder: images and texts into one embedding space.
 
     Subclasses set ``model``, ``preprocess`` (PIL image -> CHW tensor), ``tokenizer`` and
@@ -95,13 +110,6 @@ class ImageTextBackbone:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r}, dim={self.dim}, device={self.device})"
-
-    @property
-    def fingerprint(self) -> str:
-        """Hash of the weights; computed once, it keys everything the store holds for this model."""
-        if self._fingerprint is None:
-            self._fingerprint = fingerprint_state_dict(self.model.state_dict())
-        return self._fingerprint
 
     @property
     def preprocess_id(self) -> str:

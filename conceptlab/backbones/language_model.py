@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from conceptlab.backbones.base import fingerprint_state_dict
+from conceptlab.backbones.base import WeightFingerprint
 from conceptlab.registry import register_backbone_scheme
 from conceptlab.utils import default_device
 
@@ -70,7 +70,7 @@ def _check_projection(projection: str) -> str:
     return projection
 
 
-class LanguageModel:
+class LanguageModel(WeightFingerprint):
     """A causal LM with value vectors in one orientation. Backends subclass the ``_`` methods.
 
     Attributes: ``spec``, ``model`` (the torch module), ``tokenizer`` (a Hugging Face tokenizer),
@@ -126,13 +126,6 @@ class LanguageModel:
         raise NotImplementedError
 
     # -- shapes and weights ---------------------------------------------------------------------------
-
-    @property
-    def fingerprint(self) -> str:
-        """Hash of the weights (names, shapes, dtypes, bytes); computed once."""
-        if self._fingerprint is None:
-            self._fingerprint = fingerprint_state_dict(self.model.state_dict())
-        return self._fingerprint
 
     @property
     def space(self) -> str:

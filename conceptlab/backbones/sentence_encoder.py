@@ -14,14 +14,14 @@ from typing import Any
 
 import torch
 
-from conceptlab.backbones.base import fingerprint_state_dict
+from conceptlab.backbones.base import WeightFingerprint
 from conceptlab.backbones.layer_taps import TokenBatch
 from conceptlab.utils import default_device
 
 __all__ = ["SentenceEncoderBackbone", "load_minilm"]
 
 
-class SentenceEncoderBackbone:
+class SentenceEncoderBackbone(WeightFingerprint):
     """A ``sentence_transformers.SentenceTransformer`` behind the interface layer taps read."""
 
     def __init__(self, spec: str, model: torch.nn.Module, device=None) -> None:
@@ -35,12 +35,6 @@ class SentenceEncoderBackbone:
 
     def __repr__(self) -> str:
         return f"SentenceEncoderBackbone({self.spec!r}, dim={self.dim})"
-
-    @property
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            self._fingerprint = fingerprint_state_dict(self.model.state_dict())
-        return self._fingerprint
 
     @property
     def preprocess_id(self) -> str:

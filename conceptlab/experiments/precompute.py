@@ -9,6 +9,7 @@ the store's entries that the app's Home page reads to show progress while the pa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -72,8 +73,6 @@ def precompute_plan(
 
 
 def _with_seed(config: ProbeConfig, seed: int) -> ProbeConfig:
-    import dataclasses
-
     return dataclasses.replace(config, dataset={**config.dataset, "seed": int(seed)}, seeds=())
 
 
