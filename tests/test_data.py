@@ -103,3 +103,41 @@ def test_resolution_is_configurable():
 def test_bad_arguments_are_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ShapesWorld(**kwargs)
+
+
+def _render_on_canvas(row: dict, resolution: int):
+    """The reference drawing: the whole supersampled canvas painted, then Pillow's BOX resize."""
+    from PIL import Image
+
+    from conceptlab.data import rendering
+
+    side = resolution * rendering.SUPERSAMPLE
+    rng = np.random.default_rng(int(row["color_jitter"]))
+    color = np.clip(np.array(rendering.COLOR_RGB[row["color"]]) + rng.integers(-12, 13, size=3), 0, 255)
+    background = np.clip(np.array(rendering.BACKGROUND_RGB[row["background"]]) + rng.integers(-8, 9, size=3), 0, 255)
+    mask = rendering._shape_mask(row, side)
+    coloured = mask & rendering._fill_pattern(row["fill"], side)
+    if row["fill"] != "solid":
+        eroded = mask.copy()  # erosion by the 4-neighbour cross over the whole canvas
+        for _ in range(rendering.SUPERSAMPLE * max(1, resolution // 32)):
+            shrunk = eroded.copy()
+            shrunk[1:, :] &= eroded[:-1, :]
+            shrunk[:-1, :] &= eroded[1:, :]
+            shrunk[:, 1:] &= eroded[:, :-1]
+            shrunk[:, :-1] &= eroded[:, 1:]
+            eroded = shrunk
+        coloured |= mask & ~eroded
+    canvas = np.empty((side, side, 3), dtype=np.uint8)
+    canvas[:] = background.astype(np.uint8)
+    canvas[coloured] = color.astype(np.uint8)
+    return Image.fromarray(canvas, "RGB").resize((resolution, resolution), Image.Resampling.BOX)
+
+
+@pytest.mark.parametrize("split", ["train", "shifted"])
+def test_fast_rendering_gives_the_pixels_of_a_box_resized_canvas(split):
+    """render_image computes the downsample from run counts; it must equal painting the canvas and resizing it."""
+    ds = ShapesWorld(split, size=400, seed=11)
+    for index in range(len(ds)):
+        row = ds.row(index)
+        for resolution in (64,) if index % 8 else (64, 32, 48, 17):
+            assert np.array_equal(np.asarray(render_image(row, resolution)), np.asarray(_render_on_canvas(row, resolution))), (index, resolution)
