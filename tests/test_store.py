@@ -28,6 +28,7 @@ from conceptlab.store import (
     StoreCorruptionError,
     StoreIntegrityWarning,
 )
+from conceptlab.store.extract import replica_threads
 
 REPO = Path(__file__).resolve().parents[1]
 N = 64  # images per test world
@@ -143,11 +144,25 @@ def test_half_precision_entry(tmp_path, backbone, world, reference):
     torch.testing.assert_close(acts, reference[[5, 1]].half())
 
 
-def test_worker_processes_and_progress_bar(tmp_path, backbone, world, clean, capsys):
+def test_worker_processes_and_progress_bar(tmp_path, backbone, world, clean, capsys, monkeypatch):
+    counter = count_encoded_rows(monkeypatch, backbone)  # counts this process's encoding only
     store = ActivationStore(tmp_path)
     acts = store.get_or_compute(backbone, world, **{**LAYOUT, "num_workers": 2, "progress": True})
-    assert torch.equal(acts, clean)  # same batches, preprocessing in workers: the same bits
+    # a CPU backbone with 2+ workers: the workers are the replicas that encode (EncodingCollate) with
+    # this process's threads shared out; the same batches at the same thread count give the same bits
+    assert counter["rows"] == 0
     assert world.identity in capsys.readouterr().err  # the bar names the dataset
+    torch.testing.assert_close(acts, clean, rtol=1e-5, atol=1e-6)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(replica_threads(2))
+        same_threads = ActivationStore(tmp_path / "here").get_or_compute(backbone, world, **LAYOUT)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(acts, same_threads)
+    counter["rows"] = 0
+    one_worker = ActivationStore(tmp_path / "one-worker").get_or_compute(backbone, world, **{**LAYOUT, "num_workers": 1})
+    assert counter["rows"] == N and torch.equal(one_worker, clean)  # one worker only decodes; this process encodes
 
 
 # -- 2. the second call reads ---------------------------------------------------------------------
@@ -416,3 +431,20 @@ def test_on_progress_reports_every_computed_row(tmp_path, tiny_backbone):
     store.get_or_compute(tiny_backbone, dataset, batch_size=8, num_workers=0, progress=False,
                          on_progress=lambda done, total: calls.append((done, total)))
     assert calls == []  # everything came from disk
+
+
+def test_batched_preprocessing_gives_the_bits_of_per_image_preprocessing(backbone, world):
+    """ImageCollate runs ToTensor + Normalize once per batch; the result must be the per-image pipeline's, bit for bit."""
+    from torchvision import transforms
+
+    from conceptlab.store.captures import ImageCollate
+
+    items = [world[i] for i in range(24)]
+    per_image = torch.stack([backbone.preprocess(image.convert("RGB")) for image, _ in items])
+    collate = ImageCollate(backbone.preprocess)
+    assert collate._batch._tail is not None  # open_clip's pipeline takes the batched path
+    assert torch.equal(collate(items), per_image)
+    # a pipeline without that tail (here: no Normalize) runs per image, as given
+    plain = transforms.Compose([transforms.Resize(32), transforms.ToTensor()])
+    assert ImageCollate(plain)._batch._tail is None
+    assert torch.equal(ImageCollate(plain)(items), torch.stack([plain(image) for image, _ in items]))

@@ -10,6 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from PIL import Image
 
+from conceptlab.backbones.image_batch import BatchPreprocess
 from conceptlab.utils import default_device
 
 __all__ = ["Backbone", "ImageTextBackbone", "WeightFingerprint", "default_device", "encode_texts_in_batches", "fingerprint_state_dict"]
@@ -128,12 +129,12 @@ class ImageTextBackbone(WeightFingerprint):
             raise ValueError("encode_images got no images")
         if not all(isinstance(im, Image.Image) for im in images):
             raise TypeError("encode_images takes a list of PIL images or a preprocessed (N, 3, H, W) tensor")
-        return torch.stack([self.preprocess(im.convert("RGB")) for im in images])
+        return BatchPreprocess(self.preprocess)(images)
 
     @torch.no_grad()
     def encode_images(self, images: Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
         """(N, dim) raw image embeddings, on the CPU, float32."""
-        batch = self._image_batch(images).to(self.device)
+        batch = self._image_batch(images).to(self.device, non_blocking=True)  # asynchronous from a pinned batch
         return self.model.encode_image(batch).float().cpu()
 
     @torch.no_grad()

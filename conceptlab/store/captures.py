@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from conceptlab.backbones.image_batch import BatchPreprocess
 from conceptlab.backbones.layer_taps import POOLS, TokenBatch, forward_with_tap, layer_kind, layer_names, pool_activation
 
 __all__ = ["CAPTURES", "Capture", "ImageCapture", "ImageCollate", "LayerCapture", "TextCollate", "get_capture", "layer_capture", "tokenize_for"]
@@ -47,7 +48,8 @@ class Capture:
 
 
 class ImageCollate:
-    """Preprocess and stack the images of a batch, exactly as ``encode_images`` does for PIL input.
+    """Preprocess and stack the images of a batch, exactly as ``encode_images`` does for PIL input
+    (:class:`~conceptlab.backbones.image_batch.BatchPreprocess`: ToTensor + Normalize once per batch).
 
     A top-level class rather than a closure so DataLoader workers can receive it under any
     multiprocessing start method.
@@ -55,10 +57,10 @@ class ImageCollate:
 
     def __init__(self, preprocess) -> None:
         self.preprocess = preprocess
+        self._batch = BatchPreprocess(preprocess)
 
     def __call__(self, items) -> torch.Tensor:
-        images = [item[0] if isinstance(item, (tuple, list)) else item for item in items]
-        return torch.stack([self.preprocess(image.convert("RGB")) for image in images])
+        return self._batch([item[0] if isinstance(item, (tuple, list)) else item for item in items])
 
 
 class ImageCapture(Capture):

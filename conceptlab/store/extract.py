@@ -4,6 +4,10 @@ Batches are planned per shard: each shard starts a new batch and no batch crosse
 So which rows share a batch depends only on (shard_rows, batch_size), never on which shards were
 already done; a resumed run puts every row in the same batch as an uninterrupted one, and since a
 row's activation can depend (in the last bits) on its batch, the results are bitwise identical.
+The other thing the last bits can depend on is the number of torch threads that encode: on the
+CPU, 2+ workers encode themselves (:class:`EncodingCollate`) with this process's threads shared
+out, so resume with the same ``num_workers`` (and threads) for the same bits; another layout
+changes them only as another thread count would (~1e-7 relative).
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-__all__ = ["DEFAULT_SHARD_BYTES", "DEFAULT_SHARD_SECONDS", "default_num_workers", "default_shard_rows", "plan_batches", "run_shards"]
+__all__ = [
+    "DEFAULT_SHARD_BYTES", "DEFAULT_SHARD_SECONDS", "EncodingCollate", "default_num_workers", "default_shard_rows", "plan_batches",
+    "replica_threads", "run_shards",
+]
 
 #: target size of one shard file
 DEFAULT_SHARD_BYTES = 64 * 1024 * 1024
@@ -26,6 +33,31 @@ DEFAULT_SHARD_SECONDS = 30.0
 
 def default_num_workers() -> int:
     return min(2, os.cpu_count() or 1)
+
+
+def replica_threads(num_workers: int) -> int:
+    """Torch threads of each worker when ``num_workers`` workers encode: this process's threads shared out."""
+    return max(1, torch.get_num_threads() // max(1, int(num_workers)))
+
+
+class EncodingCollate:
+    """Collate *and* encode a batch inside a DataLoader worker, which is then a backbone replica.
+
+    For backbones on the CPU: ``num_workers`` replicas with ``threads`` torch threads each read,
+    preprocess and encode whole batches side by side, and this process only gathers the
+    activations. On a few cores this beats one process whose multi-threaded model competes with
+    decoding workers for the same cores (a model thread that loses its core stalls the others at
+    every parallel region). The batches are the planned ones either way.
+    """
+
+    def __init__(self, capture, backbone, threads: int) -> None:
+        self.capture, self.backbone, self.threads = capture, backbone, int(threads)
+        self._collate = capture.collate(backbone)
+
+    def __call__(self, items) -> torch.Tensor:
+        if torch.get_num_threads() != self.threads:  # DataLoader starts every worker with 1 thread
+            torch.set_num_threads(self.threads)
+        return self.capture.encode(self.backbone, self._collate(items))
 
 
 def default_shard_rows(dim: int, itemsize: int, batch_size: int, target_bytes: int = DEFAULT_SHARD_BYTES) -> int:
@@ -69,22 +101,26 @@ def run_shards(
     num_workers: int,
     on_batch: Callable[[int], None] = lambda n: None,
     pin_memory: bool = False,
+    encode_in_workers: bool = False,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (shard index, (stop - start, dim) tensor) for each of ``shards``, in order.
 
     ``rows`` maps entry rows to dataset indices (None: the identity). Preprocessing runs in
-    ``num_workers`` DataLoader worker processes (0: in this process); encoding runs here.
-    ``pin_memory`` puts batches in page-locked memory (faster copies to a GPU).
+    ``num_workers`` DataLoader worker processes (0: in this process); encoding runs here, or, with
+    ``encode_in_workers`` (CPU backbones), in the workers too (:class:`EncodingCollate`, with
+    :func:`replica_threads` threads each). ``pin_memory`` puts batches in page-locked memory
+    (faster copies to a GPU).
     """
     plan = plan_batches(shards, batch_size)
     if not plan:
         return
+    replicas = bool(encode_in_workers) and num_workers > 0
     loader = DataLoader(
         dataset,
         batch_sampler=_PlannedBatches(plan, rows),
-        collate_fn=capture.collate(backbone),
+        collate_fn=EncodingCollate(capture, backbone, replica_threads(num_workers)) if replicas else capture.collate(backbone),
         num_workers=num_workers,
-        pin_memory=pin_memory,
+        pin_memory=pin_memory and not replicas,
     )
     bounds = {index: (start, stop) for index, start, stop in shards}
     buffer, current = None, None
@@ -92,7 +128,7 @@ def run_shards(
         if index != current:
             start, end = bounds[index]
             buffer, current = torch.empty(end - start, dim, dtype=dtype), index
-        activations = capture.encode(backbone, inputs)
+        activations = inputs if replicas else capture.encode(backbone, inputs)
         if tuple(activations.shape) != (stop - begin, dim):
             raise RuntimeError(
                 f"capture {capture.name!r} returned shape {tuple(activations.shape)} for a batch "

@@ -391,10 +391,13 @@ class ActivationStore:
             if on_progress is not None:
                 on_progress(done, manifest.rows)
 
+        on_gpu = str(getattr(backbone, "device", "cpu")).startswith("cuda")
         with bar:
             for index, tensor in run_shards(
                 request.capture, backbone, request.dataset, request.rows, shards, manifest.batch_size,
                 manifest.dim, request.torch_dtype, num_workers, on_batch=on_batch,
+                pin_memory=on_gpu,  # page-locked batches copy to a GPU faster
+                encode_in_workers=not on_gpu and num_workers >= 2,  # CPU: the workers are backbone replicas (EncodingCollate)
             ):
                 self._write_shard(directory, manifest, index, tensor)
                 start, stop = manifest.shard_range(index)
