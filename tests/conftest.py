@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -69,3 +70,20 @@ def isolated_home(tmp_path, monkeypatch):
     home = tmp_path / "conceptlab-home"
     monkeypatch.setenv("CONCEPTLAB_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray with 2 CPUs for one test module (skipped when ray is not installed)."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    # Ray's workers must import the test modules to unpickle what the tests define (fault-injecting datasets)
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), previous]))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+    if previous is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = previous

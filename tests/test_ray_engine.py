@@ -1,8 +1,8 @@
 """The Ray extraction engine writes exactly the single-process store entry, also after a killed
 actor or an interrupted run; the CLI's ``--engine ray``; and a clear error when ray is missing.
 
-The Ray tests share one local Ray (2 CPUs, so one actor: Ray Data keeps a CPU) and skip when
-ray is not installed.
+The Ray tests share one local Ray (conftest's ``ray_cluster``: 2 CPUs, so one actor, as Ray Data
+keeps a CPU) and skip when ray is not installed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from conceptlab.data import ShapesWorld
 from conceptlab.store import ActivationStore
 from conceptlab.store.manifest import MANIFEST_NAME, Manifest, shard_name
 
-REPO = Path(__file__).resolve().parents[1]
 N, BATCH, SHARD_ROWS = 192, 32, 64  # three shards of two batches
 
 
@@ -54,22 +53,6 @@ class FailsAt(_Wrapped):
             self.marker.touch()
             raise RuntimeError(f"injected failure at row {index}")
         return self.base[index]
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray")
-    pytest.importorskip("ray.data")
-    # Ray's workers must import this module to unpickle the fault-injecting datasets above
-    previous = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), previous]))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
-    if previous is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = previous
 
 
 @pytest.fixture(scope="module")

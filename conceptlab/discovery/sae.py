@@ -244,19 +244,7 @@ class SparseAutoencoder(BaseEstimator):
         settings = self.settings_for(X.shape[0], X.shape[1])
         mean = X.double().mean(0).float() if self.center else None
         training_sae, result = train_sae(X if mean is None else X - mean, settings, callback=callback, cancel=cancel)
-        self.sae_ = _inference_sae(training_sae)
-        self.input_mean_ = mean
-        if mean is not None:
-            _fold_input_mean(self.sae_, mean)
-        self.settings_ = settings
-        self.history_ = result
-        self.n_steps_ = result.steps
-        self.d_in_ = int(X.shape[1])
-        self.d_sae_ = int(settings.d_sae)
-        self.metrics_ = self.evaluate(X)
-        self.live_ = self._firing(X)
-        self.provenance_ = _provenance(self, settings, X, result, provenance)
-        return self
+        return _finish_fit(self, training_sae, result, settings, mean, X, provenance)
 
     def fit_stream(self, entry: Any, buffer_rows: int | None = None, chunk_rows: int | None = None, provenance: dict[str, Any] | None = None,
                    callback: Callable[[TrainProgress], Any] | None = None, cancel: Callable[[], bool] | None = None) -> SparseAutoencoder:
@@ -267,6 +255,17 @@ class SparseAutoencoder(BaseEstimator):
         from conceptlab.discovery.streaming import fit_entry
 
         return fit_entry(self, entry, buffer_rows, chunk_rows, provenance, callback, cancel)
+
+    def fit_distributed(self, data: Any, num_workers: int = 2, use_gpu: bool = False, address: str | None = None,
+                        buffer_rows: int | None = None, chunk_rows: int | None = None, storage_path: str | None = None,
+                        provenance: dict[str, Any] | None = None) -> SparseAutoencoder:
+        """Train data-parallel on ``num_workers`` Ray Train workers (a tensor or a store entry); the
+        same SAE as ``fit`` up to floating-point summation order. Needs ``conceptlab[distributed]``;
+        see :func:`conceptlab.discovery.ray_train.fit_ray` for the arguments."""
+        from conceptlab.discovery.ray_train import fit_ray
+
+        return fit_ray(self, data, num_workers=num_workers, use_gpu=use_gpu, address=address, buffer_rows=buffer_rows,
+                       chunk_rows=chunk_rows, storage_path=storage_path, provenance=provenance)
 
     # ------------------------------------------------------------------------------------------
     # inference
@@ -499,6 +498,26 @@ def _inference_sae(training_sae: Any) -> Any:
     training_sae.process_state_dict_for_saving_inference(state)
     sae.load_state_dict(state)
     return sae.eval()
+
+
+def _finish_fit(model: SparseAutoencoder, training_sae: Any, result: TrainResult, settings: TrainSettings, mean: torch.Tensor | None,
+                X: torch.Tensor, provenance: dict[str, Any] | None) -> SparseAutoencoder:
+    """``model`` fitted from a training SAE trained on ``X`` (raw, before centring): state, metrics on ``X``, provenance."""
+    _set_fitted(model, training_sae, result, settings, mean)
+    model.metrics_ = model.evaluate(X)
+    model.live_ = model._firing(X)
+    model.provenance_ = _provenance(model, settings, X, result, provenance)
+    return model
+
+
+def _set_fitted(model: SparseAutoencoder, training_sae: Any, result: TrainResult, settings: TrainSettings, mean: torch.Tensor | None) -> None:
+    """The fitted state of ``model`` from a trained sae-lens training SAE (the input mean, if any, folded in)."""
+    model.sae_ = _inference_sae(training_sae)
+    model.input_mean_ = mean
+    if mean is not None:
+        _fold_input_mean(model.sae_, mean)
+    model.settings_, model.history_, model.n_steps_ = settings, result, result.steps
+    model.d_in_, model.d_sae_ = int(training_sae.cfg.d_in), int(settings.d_sae)
 
 
 @torch.no_grad()

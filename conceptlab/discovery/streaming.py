@@ -27,7 +27,7 @@ import torch
 from conceptlab.store.reader import StoredActivations
 from conceptlab.store.stream import ShuffledRows
 
-__all__ = ["DEFAULT_BUFFER_BYTES", "StreamedRows", "default_buffer_rows", "entry_mean", "evaluate_entry", "fit_entry"]
+__all__ = ["DEFAULT_BUFFER_BYTES", "StreamedRows", "default_buffer_rows", "entry_mean", "evaluate_entry", "finish_entry_fit", "fit_entry"]
 
 #: the shuffle buffer's default size
 DEFAULT_BUFFER_BYTES = 1 << 30
@@ -102,10 +102,6 @@ def fit_entry(
 ) -> Any:
     """Fit ``model`` (a ``SparseAutoencoder``) on a store entry, streaming it when it is larger
     than ``buffer_rows`` (default :func:`default_buffer_rows`). Returns the model."""
-    import sae_lens
-
-    from conceptlab.concepts.bank import library_provenance
-    from conceptlab.discovery.sae import _fold_input_mean, _inference_sae
     from conceptlab.discovery.train import train_sae
 
     if not isinstance(entry, StoredActivations):
@@ -122,13 +118,21 @@ def fit_entry(
     rows = ShuffledRows(entry, buffer_rows, chunk_rows, seed=settings.seed)
     mean = entry_mean(rows) if model.center else None
     training_sae, result = train_sae(StreamedRows(rows, mean), settings, callback=callback, cancel=cancel)
-    model.sae_ = _inference_sae(training_sae)
-    model.input_mean_ = mean
-    if mean is not None:
-        _fold_input_mean(model.sae_, mean)
-    model.settings_, model.history_, model.n_steps_ = settings, result, result.steps
-    model.d_in_, model.d_sae_ = dim, int(settings.d_sae)
+    return finish_entry_fit(model, training_sae, result, settings, mean, rows, extra)
+
+
+def finish_entry_fit(model: Any, training_sae: Any, result: Any, settings: Any, mean: torch.Tensor | None, rows: ShuffledRows,
+                     extra: dict[str, Any]) -> Any:
+    """``model`` fitted from a training SAE trained on the entry behind ``rows``: state, metrics
+    over the whole entry (streamed), provenance."""
+    import sae_lens
+
+    from conceptlab.concepts.bank import library_provenance
+    from conceptlab.discovery.sae import _set_fitted
+
+    _set_fitted(model, training_sae, result, settings, mean)
     model.metrics_, model.live_ = evaluate_entry(model, rows)
+    n, dim = len(rows), rows.dim
     model.provenance_ = library_provenance(
         seed=settings.seed, kind="sae", trainer="sae_lens.SAETrainer", sae_lens_version=sae_lens.__version__,
         torch_version=torch.__version__, data_rows=n, data_dim=dim, streamed={"buffer_rows": rows.buffer_rows, "chunk_rows": rows.chunk_rows},

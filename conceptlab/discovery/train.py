@@ -379,6 +379,7 @@ def train_sae(
     settings: TrainSettings,
     callback: Callable[[TrainProgress], Any] | None = None,
     cancel: Callable[[], bool] | None = None,
+    data_parallel: Any = None,
 ) -> tuple[Any, TrainResult]:
     """Train a sae-lens training SAE on ``acts`` (N, d) with sae-lens's ``SAETrainer``.
 
@@ -388,6 +389,10 @@ def train_sae(
     ``acts`` may also be a data source like :class:`TensorRows` (``StreamedRows`` streams a store
     entry larger than memory). Returns ``(training_sae, result)``; the SAE's decoder hooks are
     removed before returning.
+
+    ``data_parallel`` (a :class:`~conceptlab.discovery.data_parallel.GradientAveraging`) makes this
+    process one replica of a data-parallel run: it trains on its slice of every batch with the
+    gradients averaged over the process group; ``result.losses`` are then the global batch's.
     """
     from sae_lens import LoggingConfig
     from sae_lens.config import SAETrainerConfig
@@ -412,8 +417,13 @@ def train_sae(
         logger=LoggingConfig(log_to_wandb=False),
     )
     provider = source.batches(batch, settings.seed, device)
+    if data_parallel is not None:
+        data_parallel.check(batch)
+        provider = data_parallel.split(provider)
     trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=provider)
     constraint = _UnitNormDecoder(sae, trainer.optimizer) if settings.unit_norm_decoder else None
+    if data_parallel is not None:
+        data_parallel.attach(sae)  # after the decoder's projection hook: the projected gradients are averaged
     resample_generator = torch.Generator().manual_seed(int(settings.seed) + 1)
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool, device=device)
     result = TrainResult()
@@ -429,8 +439,13 @@ def train_sae(
             trainer.n_training_steps += 1
             with torch.no_grad():
                 fired |= output.feature_acts.detach().bool().any(0)
-            result.losses.append(float(output.loss.detach()))
-            result.mse_losses.append(float(output.losses["mse_loss"].detach()))
+            if data_parallel is None:
+                result.losses.append(float(output.loss.detach()))
+                result.mse_losses.append(float(output.losses["mse_loss"].detach()))
+            else:
+                loss, mse = data_parallel.after_step(trainer, fired, [output.loss, output.losses["mse_loss"]])
+                result.losses.append(loss)
+                result.mse_losses.append(mse)
             if settings.resample_every and step % settings.resample_every == 0 and step <= last_allowed:
                 n = _resample_training_sae(sae, ~fired, source, settings, resample_generator, trainer.optimizer)
                 result.resampled.append((step, n))
@@ -445,6 +460,8 @@ def train_sae(
         bar.close()
         if constraint is not None:
             constraint.remove()
+        if data_parallel is not None:
+            data_parallel.detach()
     result.seconds = time.perf_counter() - start
     result.steps = int(settings.steps)
     result.samples = int(settings.steps) * batch

@@ -38,7 +38,7 @@ from conceptlab.store.manifest import MANIFEST_NAME, TENSOR_NAME, Manifest, Mani
 from conceptlab.store.reader import StoredActivations, shard_problem
 from conceptlab.store.store import _SAFETENSORS_DTYPES, ActivationStore, StoreIntegrityWarning, StoreUnavailableError, _check_sizes, _Request, write_shard_file
 
-__all__ = ["RAY_EXTRA", "adopt_finished_shards", "import_ray", "plan_ray_shard_rows", "ray_extract"]
+__all__ = ["RAY_EXTRA", "adopt_finished_shards", "import_ray", "plan_ray_shard_rows", "ray_extract", "ray_session"]
 
 RAY_EXTRA = "conceptlab[distributed]"
 #: a new entry gets at least this many shards per actor, so a slow actor or a restart costs little
@@ -215,7 +215,7 @@ class ShardWriter:
 
 # -- the driver -----------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _ray_session(ray, address: str | None):
+def ray_session(ray, address: str | None):
     """Use a running Ray session, or connect to ``address`` (``"auto"``: the local cluster started by
     ``ray start``; None: a new local one) and disconnect at the end."""
     if ray.is_initialized():
@@ -262,7 +262,7 @@ def ray_extract(
     if store.root.exists() and not store.root.is_dir():
         raise StoreUnavailableError(f"the activation store root {store.root} is a file, not a folder")
     directory = store.root / request.key
-    with _ray_session(ray, address), entry_lock(directory):
+    with ray_session(ray, address), entry_lock(directory):
         actors = _pool_size(ray, num_actors, float(num_cpus), float(num_gpus))
         layout = shard_rows or plan_ray_shard_rows(request.n_rows, request.dim, request.itemsize, batch_size, actors)
         had_manifest = (directory / MANIFEST_NAME).is_file()
