@@ -8,8 +8,8 @@ Both paths embed the same ShapesWorld test images with the same backbone:
   (it stops early after ``--naive-budget`` seconds, so a slow or busy machine still finishes;
   its rate is per image and its rows are compared with the store's same rows);
 * store - ``get_or_compute`` into a fresh temporary root: DataLoader workers render and
-  preprocess, the model encodes batches, shards are written and hashed. A second, cached call is
-  timed too;
+  preprocess (with 2+ workers on a CPU backbone each worker also encodes, as a backbone replica
+  with the threads shared out), shards are written and hashed. A second, cached call is timed too;
 * model only - the limit of extraction on this hardware: the same images decoded and preprocessed
   beforehand into one tensor, then only ``encode`` timed, batch by batch, with every core's torch
   threads (and, for reference, with the store path's thread count). The store path is reported as
