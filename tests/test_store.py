@@ -28,7 +28,7 @@ from conceptlab.store import (
     StoreCorruptionError,
     StoreIntegrityWarning,
 )
-from conceptlab.store.extract import replica_threads
+from conceptlab.store.extract import encodes_in_workers
 
 REPO = Path(__file__).resolve().parents[1]
 N = 64  # images per test world
@@ -146,20 +146,21 @@ def test_half_precision_entry(tmp_path, backbone, world, reference):
 
 def test_worker_processes_and_progress_bar(tmp_path, backbone, world, clean, capsys, monkeypatch):
     counter = count_encoded_rows(monkeypatch, backbone)  # counts this process's encoding only
-    store = ActivationStore(tmp_path)
-    acts = store.get_or_compute(backbone, world, **{**LAYOUT, "num_workers": 2, "progress": True})
-    # a CPU backbone with 2+ workers: the workers are the replicas that encode (EncodingCollate) with
-    # this process's threads shared out; the same batches at the same thread count give the same bits
-    assert counter["rows"] == 0
-    assert world.identity in capsys.readouterr().err  # the bar names the dataset
-    torch.testing.assert_close(acts, clean, rtol=1e-5, atol=1e-6)
     threads = torch.get_num_threads()
+    store = ActivationStore(tmp_path)
     try:
-        torch.set_num_threads(replica_threads(2))
-        same_threads = ActivationStore(tmp_path / "here").get_or_compute(backbone, world, **LAYOUT)
+        torch.set_num_threads(2)  # as on a 2-core machine: 2 workers cover the threads, so they encode
+        assert encodes_in_workers(backbone, 2) and not encodes_in_workers(backbone, 1)
+        acts = store.get_or_compute(backbone, world, **{**LAYOUT, "num_workers": 2, "progress": True})
+        assert counter["rows"] == 0  # the one-thread workers were the replicas (EncodingCollate)
+        assert world.identity in capsys.readouterr().err  # the bar names the dataset
+        torch.testing.assert_close(acts, clean, rtol=1e-5, atol=1e-6)
+        torch.set_num_threads(1)  # the same batches at the same thread count: the same bits
+        assert torch.equal(acts, ActivationStore(tmp_path / "here").get_or_compute(backbone, world, **LAYOUT))
+        torch.set_num_threads(4)  # more threads than workers: the workers only decode, this process encodes
+        assert not encodes_in_workers(backbone, 2)
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(acts, same_threads)
     counter["rows"] = 0
     one_worker = ActivationStore(tmp_path / "one-worker").get_or_compute(backbone, world, **{**LAYOUT, "num_workers": 1})
     assert counter["rows"] == N and torch.equal(one_worker, clean)  # one worker only decodes; this process encodes

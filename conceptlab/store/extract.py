@@ -5,9 +5,9 @@ So which rows share a batch depends only on (shard_rows, batch_size), never on w
 already done; a resumed run puts every row in the same batch as an uninterrupted one, and since a
 row's activation can depend (in the last bits) on its batch, the results are bitwise identical.
 The other thing the last bits can depend on is the number of torch threads that encode: on the
-CPU, 2+ workers encode themselves (:class:`EncodingCollate`) with this process's threads shared
-out, so resume with the same ``num_workers`` (and threads) for the same bits; another layout
-changes them only as another thread count would (~1e-7 relative).
+CPU, workers that encode themselves (:class:`EncodingCollate`) use one thread each, so resume with
+the same ``num_workers`` (and threads) for the same bits; another layout changes them only as
+another thread count would (~1e-7 relative).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import torch
 from torch.utils.data import DataLoader
 
 __all__ = [
-    "DEFAULT_SHARD_BYTES", "DEFAULT_SHARD_SECONDS", "EncodingCollate", "default_num_workers", "default_shard_rows", "plan_batches",
-    "replica_threads", "run_shards",
+    "DEFAULT_SHARD_BYTES", "DEFAULT_SHARD_SECONDS", "EncodingCollate", "default_num_workers", "default_shard_rows", "encodes_in_workers",
+    "plan_batches", "run_shards",
 ]
 
 #: target size of one shard file
@@ -35,29 +35,31 @@ def default_num_workers() -> int:
     return min(2, os.cpu_count() or 1)
 
 
-def replica_threads(num_workers: int) -> int:
-    """Torch threads of each worker when ``num_workers`` workers encode: this process's threads shared out."""
-    return max(1, torch.get_num_threads() // max(1, int(num_workers)))
+def encodes_in_workers(backbone, num_workers: int) -> bool:
+    """Whether the workers should be the backbone replicas (:class:`EncodingCollate`): on the CPU,
+    when there are at least as many workers as this process has torch threads, so one-thread
+    replicas use every thread the model would have used here. (Replicas keep one thread: GNU
+    OpenMP can hang in a forked worker that opens a parallel region after this process did.)"""
+    on_cpu = not str(getattr(backbone, "device", "cpu")).startswith("cuda")
+    return on_cpu and int(num_workers) >= max(2, torch.get_num_threads())
 
 
 class EncodingCollate:
     """Collate *and* encode a batch inside a DataLoader worker, which is then a backbone replica.
 
-    For backbones on the CPU: ``num_workers`` replicas with ``threads`` torch threads each read,
-    preprocess and encode whole batches side by side, and this process only gathers the
-    activations. On a few cores this beats one process whose multi-threaded model competes with
-    decoding workers for the same cores (a model thread that loses its core stalls the others at
-    every parallel region). The batches are the planned ones either way.
+    ``num_workers`` one-thread replicas read, preprocess and encode whole batches side by side,
+    and this process only gathers the activations. On a few cores this beats one process whose
+    multi-threaded model competes with decoding workers for the same cores (a model thread that
+    loses its core stalls the others at every parallel region). The batches are the planned ones
+    either way.
     """
 
-    def __init__(self, capture, backbone, threads: int) -> None:
-        self.capture, self.backbone, self.threads = capture, backbone, int(threads)
+    def __init__(self, capture, backbone) -> None:
+        self.capture, self.backbone = capture, backbone
         self._collate = capture.collate(backbone)
 
     def __call__(self, items) -> torch.Tensor:
-        if torch.get_num_threads() != self.threads:  # DataLoader starts every worker with 1 thread
-            torch.set_num_threads(self.threads)
-        return self.capture.encode(self.backbone, self._collate(items))
+        return self.capture.encode(self.backbone, self._collate(items))  # DataLoader runs every worker with 1 thread
 
 
 def default_shard_rows(dim: int, itemsize: int, batch_size: int, target_bytes: int = DEFAULT_SHARD_BYTES) -> int:
@@ -107,8 +109,8 @@ def run_shards(
 
     ``rows`` maps entry rows to dataset indices (None: the identity). Preprocessing runs in
     ``num_workers`` DataLoader worker processes (0: in this process); encoding runs here, or, with
-    ``encode_in_workers`` (CPU backbones), in the workers too (:class:`EncodingCollate`, with
-    :func:`replica_threads` threads each). ``pin_memory`` puts batches in page-locked memory
+    ``encode_in_workers`` (CPU backbones, see :func:`encodes_in_workers`), in the one-thread
+    workers too (:class:`EncodingCollate`). ``pin_memory`` puts batches in page-locked memory
     (faster copies to a GPU).
     """
     plan = plan_batches(shards, batch_size)
@@ -118,7 +120,7 @@ def run_shards(
     loader = DataLoader(
         dataset,
         batch_sampler=_PlannedBatches(plan, rows),
-        collate_fn=EncodingCollate(capture, backbone, replica_threads(num_workers)) if replicas else capture.collate(backbone),
+        collate_fn=EncodingCollate(capture, backbone) if replicas else capture.collate(backbone),
         num_workers=num_workers,
         pin_memory=pin_memory and not replicas,
     )
