@@ -105,23 +105,26 @@ def fit_ray(model: Any, data: Any, num_workers: int = 2, use_gpu: bool = False, 
 
     if int(num_workers) < 1:
         raise ValueError(f"num_workers must be at least 1, got {num_workers}")
-    streamed = isinstance(data, StoredActivations)
-    if streamed:
-        n, dim = len(data), data.dim
-    else:
-        X = as_activations(data, "activations", min_rows=2)
-        n, dim = X.shape
+    entry = data if isinstance(data, StoredActivations) else None
+    X = as_activations(data, "activations", min_rows=2) if entry is None else None
+    n, dim = (len(entry), entry.dim) if entry is not None else tuple(X.shape)
     settings = model.settings_for(n, dim)
+    buffer_rows = int(buffer_rows) if buffer_rows is not None else default_buffer_rows(dim, settings.batch_size)
+    # as fit_stream: an entry that fits in the buffer is loaded and trained on as a tensor
+    streamed = entry is not None and buffer_rows < n
+    if entry is not None and not streamed:
+        X = entry.load()
     if settings.batch_size % int(num_workers):
         raise ValueError(f"batch_size={settings.batch_size} does not split evenly over {num_workers} workers; "
                          f"use a multiple of {num_workers} (equal slices keep the averaged gradient the batch's)")
     config: dict[str, Any] = {"settings": settings.to_dict()}
     extra = {"data_parallel": {"engine": "ray.train.torch.TorchTrainer", "workers": int(num_workers), "use_gpu": bool(use_gpu)}}
+    if entry is not None:
+        extra["store_key"] = entry.key
     if streamed:
-        rows = ShuffledRows(data, buffer_rows or default_buffer_rows(dim, settings.batch_size), chunk_rows, seed=settings.seed)
+        rows = ShuffledRows(entry, buffer_rows, chunk_rows, seed=settings.seed)
         mean = entry_mean(rows) if model.center else None
-        config.update(entry=str(data.directory), buffer_rows=rows.buffer_rows, chunk_rows=rows.chunk_rows, mean=mean)
-        extra["store_key"] = data.key
+        config.update(entry=str(entry.directory), buffer_rows=rows.buffer_rows, chunk_rows=rows.chunk_rows, mean=mean)
     else:
         mean = X.double().mean(0).float() if model.center else None
     folder = Path(storage_path) if storage_path else Path(tempfile.mkdtemp(prefix="conceptlab-ray-train-"))
