@@ -309,6 +309,8 @@ def test_shapes_tcav_defaults_have_fewer_false_positives_than_uncorrected_or_sin
     assert default["fp"] <= uncorrected["fp"]  # Bonferroni only removes calls made on the same runs
     assert default["false_positive_rate"] < single["false_positive_rate"]
     assert default["recall"] >= 0.7  # 7 rule concepts among the 27 (class, concept) pairs
+    gated = grading.loc[(f"default + effect size |d| >= {study.settings['effect_gate']:g}", "sign_count")]
+    assert gated["fp"] <= default["fp"] and gated["tp"] <= default["tp"]  # the gate only removes calls
     # every verdict carries p, effect size and a confidence interval that contains the difference of means
     table = study.result.table
     assert ((table["ci_low"] <= table["difference"]) & (table["difference"] <= table["ci_high"])).all()
@@ -330,6 +332,8 @@ def test_tcav_probe_file_parses_and_rejects_bad_settings():
         probe.parse({"kind": "tcav", "name": "x", "tcav": {"n_random": 20, "stability": [10, 50]}})
     with pytest.raises(ProbeConfigError, match="unknown"):
         probe.parse({"kind": "tcav", "name": "x", "tcav": {"concepts": ["color:pink"]}})
+    with pytest.raises(ProbeConfigError, match="effect_gate"):
+        probe.parse({"kind": "tcav", "name": "x", "tcav": {"effect_gate": -1.0}})
 
 
 @pytest.mark.slow
@@ -345,3 +349,27 @@ def test_minilm_cavs_and_tcav_on_real_weights(tmp_path):
     table = result.table[result.table["score"] == "sign_count"].set_index("concept")
     assert bool(table.loc["positive vs negative sentiment", "significant"]) and table.loc["positive vs negative sentiment", "direction"] == 1
     assert not (bool(table.loc["sports", "significant"]) and table.loc["sports", "direction"] == 1)
+
+
+def test_an_effect_size_gate_keeps_only_large_differences():
+    """min_effect_size drops exactly the significant calls whose |d| is below it; 0 is the plain t-test."""
+    generator = torch.Generator().manual_seed(0)
+    d = 8
+    pool = torch.randn(300, d, generator=generator)
+    direction = torch.eye(d)[0]
+    concepts = {"along": torch.randn(40, d, generator=generator) + 3 * direction,
+                "weak": torch.randn(40, d, generator=generator) + 0.6 * direction + 0.6 * torch.eye(d)[1],
+                "across": torch.randn(40, d, generator=generator) + 3 * torch.eye(d)[2]}
+    grads = {"target": 0.3 * torch.randn(30, d, generator=generator) + direction}
+    plain = TCAV(n_random=30, method="mean_diff").fit(concepts, pool).test(grads).table
+    called = plain[plain["significant"]]
+    assert len(called) >= 2 and not plain["below_min_effect"].any()
+    sizes = sorted(called["effect_size"].abs())
+    gate = (sizes[0] + sizes[-1]) / 2  # between the weakest and the strongest call
+    gated = TCAV(n_random=30, method="mean_diff", min_effect_size=gate).fit(concepts, pool).test(grads).table
+    assert (gated[["concept", "score", "p_value", "effect_size"]].values == plain[["concept", "score", "p_value", "effect_size"]].values).all()
+    expected = plain["significant"] & (plain["effect_size"].abs() >= gate)
+    assert (gated["significant"] == expected).all() and 0 < expected.sum() < len(called)
+    assert (gated["below_min_effect"] == (plain["effect_size"].abs() < gate)).all()
+    with pytest.raises(ValueError, match="min_effect_size"):
+        TCAV(n_random=3, min_effect_size=-1).fit(concepts, pool)

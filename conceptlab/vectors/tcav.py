@@ -237,6 +237,10 @@ class TCAV(BaseEstimator):
             ``"sgd"`` with alpha 0.01 is TCAV's reference).
         significance: the family-wise level of the t-test.
         correction: ``"bonferroni"`` (divide by the number of concepts tested) or ``"none"``.
+        min_effect_size: a call also needs |Cohen's d| of at least this (0, the default, is TCAV's
+            reference procedure: the t-test alone). With many runs a tiny but consistent difference
+            passes the t-test; the gate keeps only differences large against the runs' spread.
+            ``probes/shapes_tcav.toml`` grades its effect on precision and recall.
         normalize: unit-length CAVs (magnitudes comparable across CAVs).
         random_state: seeds the random sets, the splits and SGD's shuffles.
 
@@ -245,7 +249,8 @@ class TCAV(BaseEstimator):
     """
 
     def __init__(self, n_random: int = 100, method: str = "sgd", alpha: float = 0.01, C: float = 1.0, max_iter: int = 1000, tol: float = 1e-3,
-                 test_size: float = 0.33, significance: float = 0.05, correction: str = "bonferroni", normalize: bool = True, random_state: int = 0) -> None:
+                 test_size: float = 0.33, significance: float = 0.05, correction: str = "bonferroni", normalize: bool = True, random_state: int = 0,
+                 min_effect_size: float = 0.0) -> None:
         self.n_random = n_random
         self.method = method
         self.alpha = alpha
@@ -257,6 +262,7 @@ class TCAV(BaseEstimator):
         self.correction = correction
         self.normalize = normalize
         self.random_state = random_state
+        self.min_effect_size = min_effect_size
 
     def _train(self, positives, negatives, seed: int) -> CAVSet:
         max_iter = self.max_iter if self.method != "logistic" else min(self.max_iter, 100)
@@ -274,6 +280,8 @@ class TCAV(BaseEstimator):
         """
         if int(self.n_random) < 2:
             raise ValueError(f"n_random must be at least 2 (a t-test needs two random scores), got {self.n_random}")
+        if not (isinstance(self.min_effect_size, (int, float)) and 0 <= self.min_effect_size < float("inf")):
+            raise ValueError(f"min_effect_size must be a number >= 0 (0: no gate), got {self.min_effect_size!r}")
         if not concepts:
             raise ValueError("TCAV.fit needs at least one concept")
         pool = torch.as_tensor(random_pool, dtype=torch.float32)
@@ -326,15 +334,18 @@ class TCAV(BaseEstimator):
         if not hasattr(self, "cavs_"):
             raise RuntimeError("this TCAV is not fitted yet; call fit(concepts, random_pool) first")
 
-    def test(self, grads: Mapping[str, Any], runs: int | Sequence[int] | None = None, correction: str | None = None) -> TCAVResult:
+    def test(self, grads: Mapping[str, Any], runs: int | Sequence[int] | None = None, correction: str | None = None,
+             min_effect_size: float | None = None) -> TCAVResult:
         """Score and test every (target, concept).
 
         ``grads``: target name -> (n_inputs, d) gradients of that target at the layer (from
         :func:`layer_gradients`). ``runs``: use only the first ``runs`` random runs, or the runs at
-        these indices (the stability curve); ``correction`` overrides the estimator's for a comparison.
+        these indices (the stability curve); ``correction`` and ``min_effect_size`` override the
+        estimator's for a comparison.
         """
         self._check_fitted()
         correction = self.correction if correction is None else correction
+        gate = float(self.min_effect_size if min_effect_size is None else min_effect_size)
         if runs is None:
             N = slice(0, int(self.n_random))
         elif isinstance(runs, (int, np.integer)):
@@ -353,10 +364,12 @@ class TCAV(BaseEstimator):
                 per_run[(target, name)] = scores
                 for score in SCORES:
                     verdict = significance_test(scores[score], random_scores[score], alpha=self.significance, n_tests=n_tests, correction=correction)
-                    rows.append({"target": target, "concept": name, "score": score, **verdict.as_dict(),
-                                 "cav_accuracy": float(cavs.accuracy[N].mean())})
+                    row = {"target": target, "concept": name, "score": score, **verdict.as_dict(), "cav_accuracy": float(cavs.accuracy[N].mean())}
+                    row["below_min_effect"] = bool(abs(verdict.effect_size) < gate)
+                    row["significant"] = bool(row["significant"] and not row["below_min_effect"])
+                    rows.append(row)
         used = len(self.random_cavs_.vectors[N])
-        settings = {**self.get_params(), "runs": used, "correction": correction, "n_tests": n_tests}
+        settings = {**self.get_params(), "runs": used, "correction": correction, "min_effect_size": gate, "n_tests": n_tests}
         return TCAVResult(pd.DataFrame(rows), per_run, settings)
 
     def single_run_test(self, grads: Mapping[str, Any], alpha: float = 0.05) -> pd.DataFrame:

@@ -134,6 +134,7 @@ def shapes_tcav_study(
     stability_repeats: int = 10,
     method: str = "sgd",
     significance: float = 0.05,
+    effect_gate: float = 1.5,
     store: ActivationStore | None = None,
     seed: int = 0,
     progress: bool = False,
@@ -146,7 +147,8 @@ def shapes_tcav_study(
     CAVs: the default (N = ``n_random`` runs, t-test, Bonferroni), the same uncorrected, and a single
     CAV with no random runs (binomial test of its sign count). ``stability_sizes`` adds
     :func:`stability_curve` (it needs ``n_random`` at least the largest size; the default test then
-    uses the first 100 runs or all if fewer).
+    uses the first 100 runs or all if fewer). A fourth procedure adds the effect-size gate
+    ``|d| >= effect_gate`` to the default (``TCAV(min_effect_size=...)``).
     """
     classes = list(CLASS_RULES) if classes is None else list(classes)
     world = ShapesWorld("train", size=world_size, seed=seed)
@@ -169,9 +171,11 @@ def shapes_tcav_study(
     default_runs = min(100, n_random)
     result = tcav.test(grads, runs=default_runs)
     uncorrected = tcav.test(grads, runs=default_runs, correction="none")
+    gated = tcav.test(grads, runs=default_runs, min_effect_size=effect_gate)
     single = tcav.single_run_test(grads)
     grading = []
-    for name, table in (("default (N runs, t-test, Bonferroni)", result.table), ("N runs, t-test, uncorrected", uncorrected.table)):
+    for name, table in (("default (N runs, t-test, Bonferroni)", result.table), ("N runs, t-test, uncorrected", uncorrected.table),
+                        (f"default + effect size |d| >= {effect_gate:g}", gated.table)):
         for score in ("sign_count", "magnitude"):
             grading.append({"procedure": name, "score": score, "n_random": default_runs, **grade(table[table["score"] == score], truth, concepts)})
     grading.append({"procedure": "single CAV, no random runs (binomial)", "score": "sign_count", "n_random": 1, **grade(single, truth, concepts)})
@@ -179,6 +183,6 @@ def shapes_tcav_study(
     if stability_sizes:
         stability = stability_curve(tcav, grads, truth, sizes=stability_sizes, repeats=stability_repeats, seed=seed)
     settings = {"layer": layer, "pool": pool, "classes": classes, "concepts": concepts, "n_examples": n_examples, "world_size": world_size,
-                "n_random_pool": n_random_pool, "n_inputs": n_inputs, "n_random": n_random, "method": method, "significance": significance, "seed": seed,
-                "backbone": getattr(backbone, "spec", "?")}
+                "n_random_pool": n_random_pool, "n_inputs": n_inputs, "n_random": n_random, "method": method, "significance": significance,
+                "effect_gate": effect_gate, "seed": seed, "backbone": getattr(backbone, "spec", "?")}
     return ShapesTCAVStudy(tcav, result, grads, truth, pd.DataFrame(grading), stability, settings)

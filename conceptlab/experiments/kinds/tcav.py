@@ -14,10 +14,12 @@
     n_inputs = 50                    # test images per class whose gradients are scored
     method = "sgd"                   # sgd | logistic | mean_diff
     significance = 0.05              # family-wise, Bonferroni over the concepts
+    effect_gate = 1.5                # also graded: the default plus |Cohen's d| >= this (TCAV(min_effect_size=...))
     stability = [10, 20, 50, 100]    # the stability curve ([] to skip); n_random must reach the largest
 
 ``conceptlab probe run FILE`` writes ``artifacts/probes/<name>/``: ``metrics.json`` (grading of the
-default test against the uncorrected one and a single CAV without random runs, the stability
+default test against the uncorrected one, the default with an effect-size gate and a single CAV
+without random runs, the stability
 curve, CAV accuracies), ``tcav.json`` (every verdict), ``probe.json`` and ``report.html``.
 """
 
@@ -41,7 +43,7 @@ __all__ = ["TCAVConfig", "TCAVProbe", "TCAVProbeResult"]
 SECTIONS: dict[str, dict[str, Any]] = {
     "model": {"spec": "zoo:shapes-clip", "device": "cpu"},
     "tcav": {"layer": "visual.layer4", "pool": "mean", "n_random": 100, "n_examples": 100, "n_inputs": 50, "world_size": 3000,
-             "n_random_pool": 1000, "method": "sgd", "significance": 0.05, "stability": [10, 20, 50, 100], "stability_repeats": 10,
+             "n_random_pool": 1000, "method": "sgd", "significance": 0.05, "effect_gate": 1.5, "stability": [10, 20, 50, 100], "stability_repeats": 10,
              "classes": [], "concepts": [], "seed": 0},
 }
 TOP_LEVEL = {"kind", "name", "description", *SECTIONS}
@@ -87,6 +89,8 @@ class TCAVProbe:
             raise ProbeConfigError(f"{source}: [tcav] n_random must be >= 2 (a t-test needs two random scores)")
         if not 0 < t["significance"] < 1:
             raise ProbeConfigError(f"{source}: [tcav] significance must lie in (0, 1)")
+        if not (isinstance(t["effect_gate"], (int, float)) and 0 <= t["effect_gate"] < float("inf")):
+            raise ProbeConfigError(f"{source}: [tcav] effect_gate must be a number >= 0")
         if t["stability"] and max(t["stability"]) > t["n_random"]:
             raise ProbeConfigError(f"{source}: [tcav] stability sizes go up to {max(t['stability'])} but n_random is {t['n_random']}; raise n_random")
         bad = [c for c in t["classes"] if c not in CLASS_RULES]
@@ -140,7 +144,7 @@ def run_tcav_probe(config: TCAVConfig, out_dir=None, store=None, progress: bool 
         backbone, layer=t["layer"], pool=t["pool"], classes=t["classes"] or None, concepts=t["concepts"] or None, n_examples=t["n_examples"],
         world_size=t["world_size"], n_random_pool=t["n_random_pool"], n_inputs=t["n_inputs"], n_random=t["n_random"],
         stability_sizes=t["stability"] or None, stability_repeats=t["stability_repeats"], method=t["method"], significance=t["significance"],
-        store=store, seed=t["seed"], progress=progress,
+        effect_gate=t["effect_gate"], store=store, seed=t["seed"], progress=progress,
     )
     metrics = {
         "kind": config.kind, "model": backbone.spec, "fingerprint": backbone.fingerprint, "settings": study.settings,
