@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from conceptlab.utils import atomic_write_text
+from conceptlab.experiments.report_page import figure_html, write_report_page
 
 __all__ = ["accuracy_interval_table", "accuracy_table", "falling_curve_note", "write_report"]
 
@@ -53,14 +53,6 @@ def accuracy_interval_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
             out.loc[split, column] = _interval(value, ci)
     return out
 
-
-_STYLE = """
-body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; padding: 0 1rem; }
-h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; padding-bottom: .3rem; }
-.meta { color: #666; font-size: .9rem; } table { border-collapse: collapse; margin: .5rem 0; font-size: .92rem; }
-th, td { border: 1px solid #ddd; padding: .3rem .7rem; text-align: right; } th { background: #f5f5f5; } td:first-child, th:first-child { text-align: left; }
-code { background: #f3f3f3; padding: 0 .25rem; border-radius: 3px; }
-"""
 
 _SECTIONS = [
     ("weights", "Concept weights",
@@ -230,15 +222,8 @@ def write_report(result: Any, path: str | Path) -> Path:
         if figure is None:
             continue
         body.append(f"<h2>{html.escape(title)}</h2><p class='meta'>{html.escape(caption)}</p>")
-        body.append(figure.to_html(full_html=False, include_plotlyjs=True if first else False, config={"displaylogo": False}))
+        body.append(figure_html(figure, first))
         if key == "intervention":
             body.append(_interventions_html(metrics))
         first = False
-    page = (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<title>Probe {html.escape(config.name)} · conceptlab</title><style>{_STYLE}</style></head>"
-        f"<body>{''.join(body)}</body></html>\n"
-    )
-    path = Path(path)
-    atomic_write_text(path, page)
-    return path
+    return write_report_page(path, config.name, body)

@@ -40,8 +40,9 @@ import pandas as pd
 
 from conceptlab.experiments.config import ProbeConfigError
 from conceptlab.experiments.plugin_config import check_choice, check_spec, read_header, read_section
+from conceptlab.experiments.report_page import figures_html, write_report_page
 from conceptlab.registry import register_probe_kind
-from conceptlab.utils import atomic_write_json, atomic_write_text
+from conceptlab.utils import atomic_write_json
 
 __all__ = ["ConceptVectorsConfig", "ConceptVectorsProbe", "ConceptVectorsResult"]
 
@@ -265,14 +266,6 @@ def run_concept_vectors(config: ConceptVectorsConfig, out_dir=None, progress: bo
     return result
 
 
-_STYLE = """
-body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; padding: 0 1rem; }
-h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; padding-bottom: .3rem; }
-.meta { color: #666; font-size: .9rem; } table { border-collapse: collapse; margin: .5rem 0; font-size: .9rem; }
-th, td { border: 1px solid #ddd; padding: .3rem .6rem; text-align: right; } th { background: #f5f5f5; } td:first-child, th:first-child { text-align: left; }
-"""
-
-
 def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(border=0, escape=True, index=False, float_format=lambda v: f"{v:.3f}")
 
@@ -308,18 +301,5 @@ def write_concept_vectors_report(result: ConceptVectorsResult, path: str | Path)
             "<p class='meta'>accuracy before unlearning</p>", _table(before),
             "<p class='meta'>accuracy after, and the intrinsic diff of the located vector (cosine, L2, top-k Jaccard)</p>", _table(pivot),
         ]
-    first = True
-    for key in ("scan", "validation", "unlearning"):
-        figure = result.figures.get(key)
-        if figure is None:
-            continue
-        body.append(figure.to_html(full_html=False, include_plotlyjs=True if first else False, config={"displaylogo": False}))
-        first = False
-    page = (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<title>Probe {html.escape(config.name)} · conceptlab</title><style>{_STYLE}</style></head>"
-        f"<body>{''.join(body)}</body></html>\n"
-    )
-    path = Path(path)
-    atomic_write_text(path, page)
-    return path
+    body += figures_html(result.figures[key] for key in ("scan", "validation", "unlearning") if result.figures.get(key) is not None)
+    return write_report_page(path, config.name, body)

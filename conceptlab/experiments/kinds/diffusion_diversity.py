@@ -53,8 +53,9 @@ import pandas as pd
 
 from conceptlab.experiments.config import ProbeConfigError
 from conceptlab.experiments.plugin_config import read_header, read_section
+from conceptlab.experiments.report_page import figures_html, write_report_page
 from conceptlab.registry import register_probe_kind
-from conceptlab.utils import atomic_write_bytes, atomic_write_json, atomic_write_text
+from conceptlab.utils import atomic_write_bytes, atomic_write_json
 
 __all__ = ["DiffusionDiversityConfig", "DiffusionDiversityProbe", "DiffusionDiversityResult", "run_diffusion_diversity"]
 
@@ -292,13 +293,6 @@ def reader_accuracy(base_spec: str) -> dict | None:
         return None
 
 
-_STYLE = (
-    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-    "table{border-collapse:collapse;font-size:13px;margin:0.5em 0}td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}"
-    ".meta{color:#666;font-size:13px}img{image-rendering:pixelated;max-width:100%}"
-)
-
-
 def write_diversity_report(result: DiffusionDiversityResult, path: str | Path, grid_png: bytes) -> Path:
     """A self-contained HTML report: tables, the DT grid (embedded PNG) and the figures (plotly.js inlined once)."""
     config, metrics = result.config, result.metrics
@@ -321,16 +315,6 @@ def write_diversity_report(result: DiffusionDiversityResult, path: str | Path, g
     ]
     if result.ablation is not None:
         body += ["<h2>Hybrid ablation</h2>", result.ablation.round(3).to_html(border=0, index=False)]
-    first = True
-    for key, figure in result.figures.items():
-        body.append(f"<h3>{html.escape(key.replace('_', ' '))}</h3>")
-        body.append(figure.to_html(full_html=False, include_plotlyjs=True if first else False, config={"displaylogo": False}))
-        first = False
-    page = (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<title>Probe {html.escape(config.name)} · conceptlab</title><style>{_STYLE}</style></head>"
-        f"<body>{''.join(body)}</body></html>\n"
-    )
-    path = Path(path)
-    atomic_write_text(path, page)
-    return path
+    for key, fragment in zip(result.figures, figures_html(result.figures.values()), strict=True):
+        body += [f"<h3>{html.escape(key.replace('_', ' '))}</h3>", fragment]
+    return write_report_page(path, config.name, body)

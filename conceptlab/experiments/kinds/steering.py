@@ -38,6 +38,7 @@ import pandas as pd
 
 from conceptlab.experiments.config import ProbeConfigError
 from conceptlab.experiments.plugin_config import check_choice, check_spec, read_header, read_section
+from conceptlab.experiments.report_page import figure_html, write_report_page
 from conceptlab.registry import register_probe_kind
 from conceptlab.utils import atomic_write_json, atomic_write_text
 
@@ -203,14 +204,6 @@ def run_steering(config: SteeringConfig, out_dir=None, progress: bool = True, wr
     return result
 
 
-_STYLE = """
-body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; padding: 0 1rem; }
-h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; padding-bottom: .3rem; }
-.meta { color: #666; font-size: .9rem; } table { border-collapse: collapse; margin: .5rem 0; font-size: .9rem; }
-th, td { border: 1px solid #ddd; padding: .3rem .6rem; text-align: right; } th { background: #f5f5f5; } td:first-child, th:first-child { text-align: left; }
-"""
-
-
 def write_steering_report(result: SteeringResult, path: str | Path) -> Path:
     """A self-contained HTML report (plotly.js inlined: it opens offline)."""
     config, metrics = result.config, result.metrics
@@ -226,16 +219,9 @@ def write_steering_report(result: SteeringResult, path: str | Path) -> Path:
         f"<p class='meta'>{html.escape(config.description)}</p>" if config.description else "",
         f"<p class='meta'>model <code>{html.escape(metrics['model'])}</code> · {html.escape(metrics['task'])} · ran in {metrics['seconds']} s</p>",
         f"<h2>Dose-response</h2><p>{html.escape(verdict)} (coherence: {html.escape(tolerances)}).</p>",
-        result.figure.to_html(full_html=False, include_plotlyjs=True, config={"displaylogo": False}),
+        figure_html(result.figure, include_plotlyjs=True),
         result.table.to_html(border=0, index=False, float_format=lambda v: f"{v:.3f}"),
         f"<h2>Answers at multiplier {metrics['examples_multiplier']:g}</h2>",
         result.examples.to_html(border=0, index=False, escape=True),
     ]
-    page = (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<title>Probe {html.escape(config.name)} · conceptlab</title><style>{_STYLE}</style></head>"
-        f"<body>{''.join(body)}</body></html>\n"
-    )
-    path = Path(path)
-    atomic_write_text(path, page)
-    return path
+    return write_report_page(path, config.name, body)

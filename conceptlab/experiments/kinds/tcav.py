@@ -35,8 +35,9 @@ from typing import Any
 
 from conceptlab.experiments.config import ProbeConfigError
 from conceptlab.experiments.plugin_config import check_choice, check_spec, read_header, read_section
+from conceptlab.experiments.report_page import figures_html, write_report_page
 from conceptlab.registry import register_probe_kind
-from conceptlab.utils import atomic_write_json, atomic_write_text
+from conceptlab.utils import atomic_write_json
 
 __all__ = ["TCAVConfig", "TCAVProbe", "TCAVProbeResult"]
 
@@ -171,14 +172,6 @@ def run_tcav_probe(config: TCAVConfig, out_dir=None, store=None, progress: bool 
     return result
 
 
-_STYLE = """
-body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; padding: 0 1rem; }
-h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
-.meta { color: #666; font-size: .9rem; } table { border-collapse: collapse; font-size: .9rem; }
-th, td { border: 1px solid #ddd; padding: .3rem .6rem; text-align: right; } th { background: #f5f5f5; } td:first-child { text-align: left; }
-"""
-
-
 def write_tcav_report(result: TCAVProbeResult, path: str | Path) -> Path:
     """A self-contained HTML report (plotly.js inlined once: it opens offline)."""
     import pandas as pd
@@ -193,10 +186,5 @@ def write_tcav_report(result: TCAVProbeResult, path: str | Path) -> Path:
     ]
     if metrics.get("stability"):
         body += ["<h2>Stability over the number of random runs</h2>", table(metrics["stability"])]
-    for i, figure in enumerate(result.figures.values()):
-        body.append(figure.to_html(full_html=False, include_plotlyjs=i == 0, config={"displaylogo": False}))
-    page = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-            f"<title>Probe {html.escape(config.name)} · conceptlab</title><style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n")
-    path = Path(path)
-    atomic_write_text(path, page)
-    return path
+    body += figures_html(result.figures.values())
+    return write_report_page(path, config.name, body)
