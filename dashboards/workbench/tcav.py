@@ -8,11 +8,11 @@ input and picks the layers worth offering.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 
 import streamlit as st
+
+from workbench.vectors import one_thread  # one home for the one-thread context of the small models' pages
 
 __all__ = ["DEFAULT_BACKBONE", "ENV_BACKBONE", "ENV_RUNS", "default_runs", "default_spec", "folder_study", "main_layers", "one_thread", "shapes_study"]
 
@@ -29,19 +29,6 @@ def default_spec() -> str:
 
 def default_runs() -> int:
     return int(os.environ.get(ENV_RUNS, "100"))
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Small models' many small products run faster on one torch thread on a shared machine."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def main_layers(backbone) -> list[str]:
