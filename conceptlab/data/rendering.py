@@ -129,7 +129,7 @@ def render_image(row: dict, resolution: int = 64) -> Image.Image:
         coloured = mask[window] & _fill_pattern(row["fill"], side)[window]
         if row["fill"] != "solid":
             # a solid rim keeps the outline of patterned shapes as clear as that of solid ones
-            coloured |= mask[window] & ~_erode(mask, SUPERSAMPLE * max(1, resolution // 32))[window]
+            coloured |= mask[window] & ~_erode(mask, SUPERSAMPLE * max(1, resolution // 32), (rows[0], rows[-1], cols[0], cols[-1]))[window]
         pixels[top:bottom, left:right] = _box_downsample(coloured, np.array(color), np.array(background))
     return Image.fromarray(pixels, "RGB")
 
@@ -154,16 +154,15 @@ def _box_downsample(coloured: np.ndarray, color: np.ndarray, background: np.ndar
     return table.astype(np.uint8)[code]
 
 
-def _erode(mask: np.ndarray, steps: int) -> np.ndarray:
+def _erode(mask: np.ndarray, steps: int, bounds: tuple[int, int, int, int]) -> np.ndarray:
     """``mask`` eroded ``steps`` times by the 4-neighbour cross (the image edge itself does not erode).
 
-    Only the mask's bounding box (grown by one pixel) is worked on: the rest stays False."""
-    ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    Only the mask's bounding box ``bounds`` (first row, last row, first column, last column),
+    grown by one pixel, is worked on: the rest stays False."""
     out = np.zeros_like(mask)
-    if len(ys) == 0:
-        return out
-    y0, y1 = max(ys[0] - 1, 0), min(ys[-1] + 2, mask.shape[0])
-    x0, x1 = max(xs[0] - 1, 0), min(xs[-1] + 2, mask.shape[1])
+    top, bottom, left, right = bounds
+    y0, y1 = max(top - 1, 0), min(bottom + 2, mask.shape[0])
+    x0, x1 = max(left - 1, 0), min(right + 2, mask.shape[1])
     box = mask[y0:y1, x0:x1].copy()
     for _ in range(steps):
         shrunk = box.copy()
