@@ -27,7 +27,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["GradientAveraging"]
+__all__ = ["GradientAveraging", "check_batch_split"]
+
+
+def check_batch_split(batch_size: int, world_size: int) -> None:
+    """Refuse a batch that does not split into ``world_size`` equal slices (unequal slices would
+    make the averaged gradient another than the batch's)."""
+    if int(batch_size) % int(world_size):
+        raise ValueError(f"batch_size={batch_size} does not split evenly over {world_size} processes; "
+                         f"use a multiple of {world_size} (equal slices keep the averaged gradient the batch's)")
 
 
 class GradientAveraging:
@@ -50,9 +58,7 @@ class GradientAveraging:
         self._handles: list[Any] = []
 
     def check(self, batch_size: int) -> None:
-        if int(batch_size) % self.world_size:
-            raise ValueError(f"batch_size={batch_size} does not split evenly over {self.world_size} processes; "
-                             f"use a multiple of {self.world_size} (equal slices keep the averaged gradient the batch's)")
+        check_batch_split(batch_size, self.world_size)
 
     def split(self, batches: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
         """This process's contiguous slice of every global batch."""

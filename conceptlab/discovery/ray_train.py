@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from conceptlab.discovery.data_parallel import check_batch_split
 from conceptlab.discovery.train import TrainResult, TrainSettings, build_training_sae
 from conceptlab.store.ray_engine import RAY_EXTRA, ray_session
 from conceptlab.store.reader import StoredActivations
@@ -114,9 +115,7 @@ def fit_ray(model: Any, data: Any, num_workers: int = 2, use_gpu: bool = False, 
     streamed = entry is not None and buffer_rows < n
     if entry is not None and not streamed:
         X = entry.load()
-    if settings.batch_size % int(num_workers):
-        raise ValueError(f"batch_size={settings.batch_size} does not split evenly over {num_workers} workers; "
-                         f"use a multiple of {num_workers} (equal slices keep the averaged gradient the batch's)")
+    check_batch_split(settings.batch_size, int(num_workers))  # before Ray starts
     config: dict[str, Any] = {"settings": settings.to_dict()}
     extra = {"data_parallel": {"engine": "ray.train.torch.TorchTrainer", "workers": int(num_workers), "use_gpu": bool(use_gpu)}}
     if entry is not None:
