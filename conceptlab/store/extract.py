@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 __all__ = [
     "DEFAULT_SHARD_BYTES", "DEFAULT_SHARD_SECONDS", "EncodingCollate", "default_num_workers", "default_shard_rows", "encodes_in_workers",
-    "plan_batches", "run_shards",
+    "on_gpu", "plan_batches", "run_shards",
 ]
 
 #: target size of one shard file
@@ -35,13 +35,17 @@ def default_num_workers() -> int:
     return min(2, os.cpu_count() or 1)
 
 
+def on_gpu(backbone) -> bool:
+    """Whether ``backbone`` runs on a CUDA device (its batches are then pinned and encoded here)."""
+    return str(getattr(backbone, "device", "cpu")).startswith("cuda")
+
+
 def encodes_in_workers(backbone, num_workers: int) -> bool:
     """Whether the workers should be the backbone replicas (:class:`EncodingCollate`): on the CPU,
     when there are at least as many workers as this process has torch threads, so one-thread
     replicas use every thread the model would have used here. (Replicas keep one thread: GNU
     OpenMP can hang in a forked worker that opens a parallel region after this process did.)"""
-    on_cpu = not str(getattr(backbone, "device", "cpu")).startswith("cuda")
-    return on_cpu and int(num_workers) >= max(2, torch.get_num_threads())
+    return not on_gpu(backbone) and int(num_workers) >= max(2, torch.get_num_threads())
 
 
 class EncodingCollate:

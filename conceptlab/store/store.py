@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 import conceptlab
 from conceptlab.store.captures import Capture, get_capture
-from conceptlab.store.extract import DEFAULT_SHARD_SECONDS, default_num_workers, default_shard_rows, encodes_in_workers, run_shards
+from conceptlab.store.extract import DEFAULT_SHARD_SECONDS, default_num_workers, default_shard_rows, encodes_in_workers, on_gpu, run_shards
 from conceptlab.store.files import READ_ONLY_ERRNOS, TEMP_PREFIX, atomic_write_bytes, entry_lock, human_bytes
 from conceptlab.store.keys import dataset_identity, resolve_slice, slice_fields, store_key, torch_dtype
 from conceptlab.store.manifest import MANIFEST_NAME, TENSOR_NAME, Manifest, ManifestError, ShardRecord, shard_name
@@ -391,12 +391,11 @@ class ActivationStore:
             if on_progress is not None:
                 on_progress(done, manifest.rows)
 
-        on_gpu = str(getattr(backbone, "device", "cpu")).startswith("cuda")
         with bar:
             for index, tensor in run_shards(
                 request.capture, backbone, request.dataset, request.rows, shards, manifest.batch_size,
                 manifest.dim, request.torch_dtype, num_workers, on_batch=on_batch,
-                pin_memory=on_gpu,  # page-locked batches copy to a GPU faster
+                pin_memory=on_gpu(backbone),  # page-locked batches copy to a GPU faster
                 encode_in_workers=encodes_in_workers(backbone, num_workers),  # CPU: the workers are backbone replicas
             ):
                 self._write_shard(directory, manifest, index, tensor)
